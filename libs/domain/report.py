@@ -1,0 +1,36 @@
+"""The report returned to the EHR: the design's response schema."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Severity = Literal["mild", "moderate", "severe"]
+
+
+class Finding(BaseModel):
+    finding: str
+    label: str = Field(description="The CheXpert observation this finding reports")
+    confidence: float = Field(ge=0.0, le=1.0)
+    severity: Severity | None = None
+    laterality: Literal["left", "right", "bilateral"] | None = None
+    bounding_box: list[int] | None = Field(default=None, description="[x0, y0, x1, y1] in source image pixels")
+    is_critical: bool = False
+
+
+class Report(BaseModel):
+    report_id: str
+    study_id: str
+    findings: list[Finding]
+    findings_text: str
+    impression: str
+    recommendations: str
+    not_assessed: list[str] = Field(
+        default_factory=list, description="Observations the installed model does not assess"
+    )
+    processing_time_ms: int | None = None
+    model_version: str
+    requires_radiologist_review: bool = True
+    review_reasons: list[str] = Field(default_factory=list)
+    status: Literal["preliminary"] = "preliminary"
