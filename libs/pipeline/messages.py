@@ -1,0 +1,28 @@
+"""Queue contracts: small typed messages carrying ids and file paths, never pixel data."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Step(str, Enum):
+    INGESTION = "ingestion"
+    INFERENCE = "inference"
+    FORMATTING = "formatting"
+    QA = "qa"
+
+    @property
+    def task_name(self) -> str:
+        return f"cxr.{self.value}"
+
+
+class StepMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    priority: str = "routine"
+    # Where the previous step left its product (the preprocessed .npy for inference), for logs and
+    # for a worker on another host that shares the data volume; the job row stays the source of truth.
+    image_path: str | None = None

@@ -1,0 +1,183 @@
+"""The four pipeline steps. Each owns one state transition and is safe to run twice for one message.
+
+A step reads the job, does its work, and writes its product together with the state change in one
+compare-and-set (`crud.advance`). If the job is already past that step (a redelivered message after a
+worker died), the step does no work; if it stopped exactly after this step (the worker died between
+commit and publish), it publishes the next message again. That gives exactly one result per job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from libs.core.errors import InputRejected
+from libs.domain.job import JobState
+from libs.domain.model_output import ModelOutput
+from libs.domain.report import Report
+from libs.domain.request import ReportRequest
+from libs.domain.study import Study
+from libs.pipeline.context import PipelineContext
+from libs.pipeline.dispatch import Dispatcher
+from libs.pipeline.messages import Step, StepMessage
+from libs.storage import crud
+from libs.storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+# step → (state it consumes, state it produces, step that follows)
+TRANSITIONS: dict[Step, tuple[JobState, JobState, Step | None]] = {
+    Step.INGESTION: (JobState.RECEIVED, JobState.PREPROCESSED, Step.INFERENCE),
+    Step.INFERENCE: (JobState.PREPROCESSED, JobState.INFERRED, Step.FORMATTING),
+    Step.FORMATTING: (JobState.INFERRED, JobState.FORMATTED, Step.QA),
+    Step.QA: (JobState.FORMATTED, JobState.REVIEWED, None),
+}
+
+
+def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher: Dispatcher) -> JobState | None:
+    """Runs one step for one message. Returns the job's state afterwards (None: unknown job).
+
+    InputRejected fails the job with its reason; any other exception propagates so the queue retries.
+    """
+    consumes, produces, following = TRANSITIONS[step]
+    with session_scope(ctx.engine) as session:
+        state = crud.current_state(session, message.job_id)
+    if state is None:
+        log.warning("%s: job %s does not exist; message dropped", step.value, message.job_id)
+        return None
+    if state is produces and following is not None:
+        # We committed but may not have published: publish again (the next step dedupes).
+        dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
+                                               image_path=message.image_path))
+        return state
+    if state is not consumes:
+        log.info("%s: job %s already %s; nothing to do", step.value, message.job_id, state.value)
+        return state
+
+    try:
+        fields = _WORK[step](message.job_id, ctx)
+    except InputRejected as exc:
+        with session_scope(ctx.engine) as session:
+            crud.fail(session, message.job_id, exc.reason)
+        log.info("%s: job %s rejected: %s", step.value, message.job_id, exc.reason)
+        return JobState.FAILED
+
+    with session_scope(ctx.engine) as session:
+        won = crud.advance(session, message.job_id, consumes, produces, **fields)
+    if not won:
+        log.info("%s: job %s was completed by another delivery; result discarded", step.value, message.job_id)
+        with session_scope(ctx.engine) as session:
+            return crud.current_state(session, message.job_id)
+    if following is not None:
+        dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
+                                               image_path=fields.get("image_path", message.image_path)))
+    return produces
+
+
+def _load(job_id: str, ctx: PipelineContext):  # noqa: ANN202
+    with session_scope(ctx.engine) as session:
+        job = crud.get_job(session, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+# ---------------------------------------------------------------- the work of each step
+
+def ingest(job_id: str, ctx: PipelineContext) -> dict:
+    from libs.dicom import load_for_model
+
+    job = _load(job_id, ctx)
+    request = ReportRequest.model_validate(job.request)
+    with session_scope(ctx.engine) as session:
+        stored = crud.instances_for_study(session, job.study_uid)
+    if request.images:
+        by_uid = {i.sop_instance_uid: i for i in stored}
+        chosen = []
+        for ref in request.images:
+            inst = by_uid.get(ref.instance_uid)
+            if inst is None or inst.series_uid != ref.series_uid:
+                raise InputRejected(f"instance {ref.instance_uid} of series {ref.series_uid} is not stored")
+            chosen.append(inst.model_copy(update={"view": ref.view}) if ref.view else inst)
+        stored = chosen
+    if not stored:
+        raise InputRejected("the study has no stored instances")
+    frontal = Study(study_uid=job.study_uid, instances=stored).frontal_choice()
+    if frontal is None:
+        raise InputRejected(f"no frontal (PA/AP) image in the study: {len(stored)} lateral image(s) only")
+    _, pre = load_for_model(Path(str(frontal.path)), size=ctx.settings.image_size)
+    out = ctx.settings.preprocessed_dir / f"{job_id}.npy"
+    _atomic_save(out, pre.array.astype(np.float32, copy=False))
+    return {
+        "instance_uid": frontal.sop_instance_uid,
+        "image_path": str(out),
+        "geometry": pre.geometry.to_dict(),
+    }
+
+
+def infer(job_id: str, ctx: PipelineContext) -> dict:
+    from libs.dicom import ResizeGeometry
+
+    job = _load(job_id, ctx)
+    image = np.load(job.image_path)
+    [output] = ctx.runner.predict(image[None])
+    geometry = ResizeGeometry.from_dict(job.geometry)
+    # Boxes leave the model in its input pixels; clinicians and the SR want source-image pixels.
+    for pred in output.predictions:
+        if pred.bounding_box is not None:
+            pred.bounding_box = geometry.to_source_box(pred.bounding_box)
+    return {"model_output": output.model_dump(mode="json")}
+
+
+def format_report(job_id: str, ctx: PipelineContext) -> dict:
+    from libs.reporting.render import render_report
+
+    job = _load(job_id, ctx)
+    request = ReportRequest.model_validate(job.request)
+    output = ModelOutput.model_validate(job.model_output)
+    report = render_report(job.id, job.study_uid, output, request)
+    return {"report": report.model_dump(mode="json")}
+
+
+def review(job_id: str, ctx: PipelineContext) -> dict:
+    from libs.qa.review import review_report
+
+    job = _load(job_id, ctx)
+    request = ReportRequest.model_validate(job.request)
+    output = ModelOutput.model_validate(job.model_output)
+    report = Report.model_validate(job.report)
+    verdict = review_report(report, output, request)
+    created = crud.aware(job.created_at)
+    elapsed_ms = int((dt.datetime.now(dt.timezone.utc) - created).total_seconds() * 1000)
+    report = report.model_copy(
+        update={
+            "requires_radiologist_review": verdict.requires_review,
+            "review_reasons": verdict.reasons,
+            "processing_time_ms": elapsed_ms,
+        }
+    )
+    return {
+        "report": report.model_dump(mode="json"),
+        "requires_review": verdict.requires_review,
+        "review_reasons": verdict.reasons,
+    }
+
+
+_WORK = {Step.INGESTION: ingest, Step.INFERENCE: infer, Step.FORMATTING: format_report, Step.QA: review}
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

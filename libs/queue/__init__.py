@@ -1,0 +1,1 @@
+"""Celery over Redis: the transport between the services."""

@@ -1,0 +1,98 @@
+"""The Celery application every service shares, and the task that wraps a pipeline step.
+
+Delivery guarantees (the reason for each setting):
+- acks_late + reject_on_worker_lost: a message is acknowledged only after its step committed, so a
+  worker killed mid-task leaves the message to be delivered again (after `visibility_timeout_s`
+  when the whole worker died) — steps are idempotent, so a second delivery is harmless;
+- prefetch 1: a worker holds no more messages than it is working on (no hoarding behind a slow study);
+- retries with exponential backoff for transient errors; when they run out the job is marked failed
+  with the reason (the dead-letter state lives in SQL, where the API can show it).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from functools import lru_cache
+
+from celery import Celery
+
+from libs.core.config import Settings, get_settings
+from libs.pipeline.context import PipelineContext
+from libs.pipeline.dispatch import CeleryDispatcher
+from libs.pipeline.messages import Step, StepMessage
+from libs.pipeline.steps import run_step
+from libs.storage import crud
+from libs.storage.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("cxr", broker=settings.redis_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Lets STAT (priority 0) overtake routine work on the same queue.
+            "priority_steps": list(range(10)),
+            "queue_order_strategy": "priority",
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_default_queue=Step.INGESTION.value,
+    )
+    return app
+
+
+@lru_cache(maxsize=1)
+def celery_app() -> Celery:
+    return make_celery()
+
+
+_context: PipelineContext | None = None
+
+
+def pipeline_context() -> PipelineContext:
+    global _context
+    if _context is None:
+        _context = PipelineContext.from_settings()
+    return _context
+
+
+def backoff_seconds(retries: int, cap: int) -> float:
+    """Exponential backoff with full jitter: 1, 2, 4... seconds, capped."""
+    return random.uniform(0, min(cap, 2**retries))
+
+
+def register_step_task(app: Celery, step: Step):  # noqa: ANN201 - celery Task
+    settings = get_settings()
+
+    @app.task(name=step.task_name, bind=True, max_retries=settings.task_max_retries)
+    def process(self, job_id: str, priority: str = "routine", image_path: str | None = None) -> str | None:  # noqa: ANN001
+        message = StepMessage(job_id=job_id, priority=priority, image_path=image_path)
+        ctx = pipeline_context()
+        try:
+            state = run_step(step, message, ctx, CeleryDispatcher(app))
+        except Exception as exc:  # transient by default: retry, then dead-letter with the reason
+            if self.request.retries >= self.max_retries:
+                reason = f"{step.value} failed after {self.request.retries + 1} attempts: {exc}"
+                log.error("job %s: %s", job_id, reason)
+                with session_scope(ctx.engine) as session:
+                    crud.fail(session, job_id, reason)
+                return "failed"
+            delay = backoff_seconds(self.request.retries, settings.task_retry_backoff_max_s)
+            log.warning("job %s: %s attempt %d failed (%s); retrying in %.1fs",
+                        job_id, step.value, self.request.retries + 1, exc, delay)
+            raise self.retry(exc=exc, countdown=delay) from exc
+        return state.value if state else None
+
+    return process

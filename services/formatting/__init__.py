@@ -1,0 +1,1 @@
+"""The formatting service: a Celery worker consuming the `formatting` queue."""

@@ -1,0 +1,1 @@
+"""The inference service: a Celery worker consuming the `inference` queue."""

@@ -1,0 +1,7 @@
+"""Registers the inference step as a Celery task (`celery -A services.inference.worker worker -Q inference`)."""
+
+from libs.pipeline.messages import Step
+from libs.queue.celery_app import celery_app, register_step_task
+
+app = celery_app()
+process = register_step_task(app, Step.INFERENCE)

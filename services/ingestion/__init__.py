@@ -1,0 +1,1 @@
+"""The ingestion service: a Celery worker consuming the `ingestion` queue."""

@@ -1,0 +1,1 @@
+"""The qa service: a Celery worker consuming the `qa` queue."""

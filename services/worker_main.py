@@ -1,0 +1,38 @@
+"""Shared start-up of a step worker: logging, schema check, then Celery's worker loop."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+
+def run_worker(queue: str, argv: list[str] | None = None) -> None:
+    logging.basicConfig(
+        level=os.environ.get("CXR_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+    )
+    module = importlib.import_module(f"services.{queue}.worker")
+    from libs.queue.celery_app import pipeline_context
+
+    pipeline_context()  # migrate / verify the database before taking work
+    if queue == "inference":
+        # Load the bundle now: a missing or broken bundle is reported at start, not on the first study.
+        try:
+            ctx = pipeline_context()
+            runner = ctx.runner
+            logging.getLogger(__name__).info(
+                "bundle %s %s loaded with providers %s", runner.manifest.name, runner.manifest.version, runner.providers
+            )
+        except Exception as exc:  # noqa: BLE001 - keep serving so /readyz can explain
+            logging.getLogger(__name__).error("model bundle unavailable: %s", exc)
+    # solo pool by default: one process per service keeps memory low on small machines; scale by
+    # running more worker processes (`make up WORKERS=...`) rather than threads around one model.
+    pool = os.environ.get("CXR_WORKER_POOL", "solo")
+    concurrency = os.environ.get("CXR_WORKER_CONCURRENCY", "1")
+    args = argv if argv is not None else sys.argv[1:]
+    module.app.worker_main(
+        ["worker", "-Q", queue, "-n", f"{queue}@%h-{os.getpid()}", f"--pool={pool}",
+         f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--loglevel=INFO", *args]
+    )
