@@ -1,0 +1,72 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN_DIR := var/run
+LOG_DIR := var/log
+# `make up` runs the services against the local Redis and PostgreSQL.
+UP_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/cxr
+UP_REDIS_URL ?= redis://127.0.0.1:6379/0
+SERVICES := ingestion inference formatting qa
+PORT ?= 8000
+
+.PHONY: install demo test test-fast bench up down services-check clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dicomweb,fhir]'
+	touch $(STAMP)
+
+demo: install
+	@echo "== cxr-report run samples/chest_pa (embedded mode: SQLite + in-process queue)"
+	@$(BIN)/cxr-report run samples/chest_pa --age 67 --sex M --indication "Shortness of breath"; \
+	status=$$?; \
+	if [ $$status -eq 3 ]; then echo "demo: the study was accepted and preprocessed, but no model bundle is installed (see README, 'Model bundle')."; fi; \
+	exit $$status
+
+# Redis and PostgreSQL are real services in the tests; start them if this machine has them stopped.
+services-check:
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then \
+	  echo "starting redis"; redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null || true; sleep 1; fi
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
+	  echo "starting postgresql"; pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; sleep 2; fi
+
+test: install services-check
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: install
+	@mkdir -p bench/results
+	$(BIN)/python -m bench.run_all
+
+up: install services-check
+	@mkdir -p $(RUN_DIR) $(LOG_DIR)
+	@psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='cxr'" | grep -q 1 \
+	  || createdb -h 127.0.0.1 -U postgres cxr
+	@DATABASE_URL=$(UP_DATABASE_URL) REDIS_URL=$(UP_REDIS_URL) $(BIN)/cxr-report db upgrade
+	@for svc in $(SERVICES); do \
+	  if [ -f $(RUN_DIR)/$$svc.pid ] && kill -0 $$(cat $(RUN_DIR)/$$svc.pid) 2>/dev/null; then echo "$$svc already running"; continue; fi; \
+	  DATABASE_URL=$(UP_DATABASE_URL) REDIS_URL=$(UP_REDIS_URL) nohup $(BIN)/python -m services.$$svc >$(LOG_DIR)/$$svc.log 2>&1 & echo $$! >$(RUN_DIR)/$$svc.pid; \
+	  echo "started $$svc (pid $$(cat $(RUN_DIR)/$$svc.pid), log $(LOG_DIR)/$$svc.log)"; \
+	done
+	@if [ -f $(RUN_DIR)/gateway.pid ] && kill -0 $$(cat $(RUN_DIR)/gateway.pid) 2>/dev/null; then echo "gateway already running"; else \
+	  DATABASE_URL=$(UP_DATABASE_URL) REDIS_URL=$(UP_REDIS_URL) CXR_PORT=$(PORT) nohup $(BIN)/python -m services.gateway >$(LOG_DIR)/gateway.log 2>&1 & echo $$! >$(RUN_DIR)/gateway.pid; \
+	  echo "started gateway on http://127.0.0.1:$(PORT) (pid $$(cat $(RUN_DIR)/gateway.pid), log $(LOG_DIR)/gateway.log)"; fi
+
+down:
+	@for svc in gateway $(SERVICES); do \
+	  if [ -f $(RUN_DIR)/$$svc.pid ]; then pid=$$(cat $(RUN_DIR)/$$svc.pid); \
+	    if kill -0 $$pid 2>/dev/null; then kill -TERM $$pid; echo "stopping $$svc (pid $$pid)"; fi; \
+	    for i in $$(seq 1 30); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; \
+	    kill -0 $$pid 2>/dev/null && kill -KILL $$pid; rm -f $(RUN_DIR)/$$svc.pid; fi; \
+	done
+
+clean: down
+	rm -rf var .pytest_cache
