@@ -1,0 +1,96 @@
+"""Bounding boxes from class-activation heatmaps.
+
+Heatmaps are coarse (e.g. 16x16 for a 512 input) and on an arbitrary scale, so each map is
+min-max normalised, thresholded at BOX_THRESHOLD, and the largest 8-connected region is chosen at
+heatmap resolution (cheap, no image-size flood fill). Its extent is then refined on the bilinearly
+upsampled map so the box edges fall between heatmap cells rather than on the coarse cell grid.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+# Fraction of a map's (min-max normalised) range a cell must reach to belong to the finding.
+BOX_THRESHOLD = 0.5
+# Below this range a map carries no localisation (flat map), so no box is drawn.
+_MIN_RANGE = 1e-6
+
+
+def _largest_component(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Boolean mask of the largest 8-connected region of `mask` (ties: higher summed weight)."""
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    best, best_key, current = 0, (-1, -np.inf), 0
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if labels[y0, x0]:
+            continue
+        current += 1
+        labels[y0, x0] = current
+        queue, size, total = deque([(y0, x0)]), 0, 0.0
+        while queue:
+            y, x = queue.popleft()
+            size += 1
+            total += float(weight[y, x])
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx = y + dy, x + dx
+                    if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not labels[ny, nx]:
+                        labels[ny, nx] = current
+                        queue.append((ny, nx))
+        if (size, total) > best_key:
+            best, best_key = current, (size, total)
+    return labels == best
+
+
+def _bilinear_matrix(src: int, dst: int) -> np.ndarray:
+    """[dst, src] weights resampling a 1-D signal with pixel centres aligned (align_corners=False)."""
+    pos = np.clip((np.arange(dst) + 0.5) * src / dst - 0.5, 0, src - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, src - 1)
+    frac = pos - lo
+    m = np.zeros((dst, src), dtype=np.float64)
+    m[np.arange(dst), lo] += 1.0 - frac
+    m[np.arange(dst), hi] += frac
+    return m
+
+
+def _nearest_index(src: int, dst: int) -> np.ndarray:
+    """For each of dst pixels, the index of the src cell it lies in."""
+    return np.minimum(((np.arange(dst) + 0.5) * src / dst).astype(np.int64), src - 1)
+
+
+def _dilate8(mask: np.ndarray) -> np.ndarray:
+    padded = np.pad(mask, 1)
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[dy : dy + h, dx : dx + w]
+    return out
+
+
+def heatmap_box(heatmap: np.ndarray, size: int) -> list[int] | None:
+    """Box [x0, y0, x1, y1] (inclusive pixel indices of the size x size model input) of the main
+    activated region of one label's heatmap [h, w], or None when the map is flat or not finite."""
+    m = np.asarray(heatmap, dtype=np.float64)
+    if m.ndim != 2 or m.size == 0 or not np.all(np.isfinite(m)):
+        return None
+    lo, hi = float(m.min()), float(m.max())
+    if hi - lo < _MIN_RANGE:
+        return None
+    norm = (m - lo) / (hi - lo)
+    component = _largest_component(norm >= BOX_THRESHOLD, norm)
+
+    h, w = norm.shape
+    up = _bilinear_matrix(h, size) @ norm @ _bilinear_matrix(w, size).T
+    # Allow the refined region to spill one cell past the component (the bilinear edge lies
+    # between an above- and a below-threshold cell) but not into unrelated regions further away.
+    near = _dilate8(component)[np.ix_(_nearest_index(h, size), _nearest_index(w, size))]
+    region = (up >= BOX_THRESHOLD) & near
+    if not region.any():
+        region = component[np.ix_(_nearest_index(h, size), _nearest_index(w, size))]
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    return [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])]

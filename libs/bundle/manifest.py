@@ -1,0 +1,186 @@
+"""The bundle manifest: what a model bundle folder declares about itself, and its validation.
+
+A bundle is a folder holding `manifest.json` plus the files it names (ONNX encoder, optional
+decoder and tokenizer). The project's reference model and a hospital's own model fill the same
+contract, so every check here produces a one-line reason an operator can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from libs.core.errors import BundleUnavailable
+from libs.domain.labels import CHEXPERT_LABELS
+
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class _Strict(BaseModel):
+    # Unknown keys are rejected: in a hand-written manifest they are almost always typos
+    # ("treshold"), and silently ignoring them would hide a misconfigured bundle.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Normalization(_Strict):
+    """The runner feeds the encoder `(x - mean) / std` where x is the image scaled to [0, 1]."""
+
+    mean: float
+    std: float = Field(gt=0.0)
+
+
+class InputSpec(_Strict):
+    size: int = Field(ge=16, le=4096, description="Side S of the square model input [N, 1, S, S]")
+    channels: Literal[1] = Field(default=1, description="Grayscale only")
+    normalization: Normalization
+    pixel_range: Literal["0-1"] = Field(default="0-1", description="Range of x before normalization")
+
+
+class BundleFiles(_Strict):
+    """Role -> path relative to the bundle folder."""
+
+    encoder: str = Field(description="ONNX image encoder (see docs/bundle.md for its I/O contract)")
+    decoder: str | None = Field(default=None, description="ONNX report-text decoder")
+    tokenizer: str | None = Field(default=None, description="Tokenizer file or folder for the decoder")
+
+    @field_validator("encoder", "decoder", "tokenizer")
+    @classmethod
+    def _relative_inside_bundle(cls, value: str | None) -> str | None:
+        # A bundle must be relocatable and must not reach outside its folder.
+        if value is None:
+            return value
+        path = PurePosixPath(value.replace("\\", "/"))
+        if not value or path.is_absolute() or ".." in path.parts or ":" in value:
+            raise ValueError(f"{value!r} must be a relative path inside the bundle folder")
+        return value
+
+    def items(self) -> list[tuple[str, str]]:
+        """(role, relative path) for every role the bundle provides."""
+        return [(role, rel) for role, rel in self.model_dump().items() if rel is not None]
+
+
+class Batching(_Strict):
+    max_batch_size: int = Field(default=8, ge=1, description="Largest batch sent to the encoder at once")
+    max_queue_delay_ms: int = Field(default=100, ge=0, description="How long a batcher may wait to fill a batch")
+
+
+class Manifest(_Strict):
+    format_version: Literal[1] = Field(description="Version of this manifest format; this software reads 1")
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1, description="Written into every report as model_version")
+    description: str = ""
+    labels: list[str] = Field(
+        description="Must be the 14 CheXpert observations, in libs.domain.labels order",
+        json_schema_extra={"const": list(CHEXPERT_LABELS)},
+    )
+    assessed_labels: list[str] = Field(
+        default_factory=lambda: list(CHEXPERT_LABELS),
+        min_length=1,
+        description="Labels the detection head was trained to assess; the others are reported as not assessed",
+        json_schema_extra={"items": {"enum": list(CHEXPERT_LABELS)}, "uniqueItems": True},
+    )
+    thresholds: dict[str, float] = Field(
+        description="Decision threshold in [0, 1] for every assessed label, and only for those",
+        json_schema_extra={
+            "propertyNames": {"enum": list(CHEXPERT_LABELS)},
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+    )
+    input: InputSpec
+    files: BundleFiles
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Free-form measured numbers (AUROC...)")
+    batching: Batching = Field(default_factory=Batching)
+    intended_use: str = Field(min_length=1)
+    test_only: bool = Field(default=False, description="True for fixtures that must never serve patients")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_are_chexpert(cls, labels: list[str]) -> list[str]:
+        # Outputs are indexed by position, so a reordered list would silently swap findings.
+        if tuple(labels) != CHEXPERT_LABELS:
+            if len(labels) != len(CHEXPERT_LABELS):
+                raise ValueError(f"must list the {len(CHEXPERT_LABELS)} CheXpert observations, got {len(labels)}")
+            i = next(i for i, (a, b) in enumerate(zip(labels, CHEXPERT_LABELS)) if a != b)
+            raise ValueError(f"must be the 14 CheXpert observations in order: labels[{i}] is {labels[i]!r}, "
+                             f"expected {CHEXPERT_LABELS[i]!r}")
+        return labels
+
+    @field_validator("assessed_labels")
+    @classmethod
+    def _assessed_known_unique(cls, assessed: list[str]) -> list[str]:
+        unknown = [a for a in assessed if a not in CHEXPERT_LABELS]
+        if unknown:
+            raise ValueError(f"unknown CheXpert observation(s): {', '.join(map(repr, unknown))}")
+        if len(set(assessed)) != len(assessed):
+            raise ValueError("contains duplicates")
+        # Canonical order, so consumers can rely on it.
+        return [label for label in CHEXPERT_LABELS if label in assessed]
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        bad = [f"{k!r}={v}" for k, v in thresholds.items() if not 0.0 <= v <= 1.0]  # also rejects NaN
+        if bad:
+            raise ValueError(f"must be within [0, 1]: {', '.join(bad)}")
+        return thresholds
+
+    @model_validator(mode="after")
+    def _thresholds_match_assessed(self) -> "Manifest":
+        missing = [label for label in self.assessed_labels if label not in self.thresholds]
+        if missing:
+            raise ValueError(f"thresholds missing for assessed label(s): {', '.join(missing)}")
+        # A threshold for a label the head does not assess suggests the manifest and the model disagree.
+        extra = [label for label in self.thresholds if label not in self.assessed_labels]
+        if extra:
+            raise ValueError(f"thresholds given for label(s) that are not assessed: {', '.join(map(repr, extra))}")
+        return self
+
+    def is_assessed(self, label: str) -> bool:
+        return label in self.assessed_labels
+
+    def file_path(self, bundle_dir: Path, role: str) -> Path | None:
+        rel = getattr(self.files, role)
+        return None if rel is None else Path(bundle_dir) / rel
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    """One line naming each failing field, e.g. `thresholds.Edema: must be within [0, 1]`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "manifest"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "literal_error" and loc == "format_version":
+            msg = f"unsupported format_version {err.get('input')!r}; this software reads format_version {FORMAT_VERSION}"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def load_manifest(bundle_dir: Path | str) -> Manifest:
+    """Read and validate `<bundle_dir>/manifest.json` and check that the files it lists exist.
+
+    Raises BundleUnavailable with a one-line reason naming the problem.
+    """
+    bundle_dir = Path(bundle_dir)
+    if not bundle_dir.is_dir():
+        raise BundleUnavailable(f"no model bundle installed at {bundle_dir}")
+    manifest_path = bundle_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleUnavailable(f"model bundle at {bundle_dir} has no {MANIFEST_FILE}")
+    try:
+        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleUnavailable(f"{manifest_path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BundleUnavailable(f"{manifest_path} must hold a JSON object, got {type(raw).__name__}")
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleUnavailable(f"invalid {manifest_path}: {_format_validation_error(exc)}") from None
+    for role, rel in manifest.files.items():
+        if not (bundle_dir / rel).exists():
+            raise BundleUnavailable(f"model bundle at {bundle_dir}: files.{role} {rel!r} does not exist")
+    return manifest

@@ -1,0 +1,204 @@
+"""Runs a bundle's ONNX encoder and turns its outputs into ModelOutput objects.
+
+Thread safety: one BundleRunner may be shared, but its calls are serialised by an internal lock
+(predict from one thread at a time); use one runner per worker process to run in parallel, or
+batch images into one call, which is what the encoder is fast at.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from libs.bundle.boxes import heatmap_box
+from libs.bundle.contract import (
+    INPUT_IMAGE,
+    OUTPUT_EMBEDDING,
+    OUTPUT_HEATMAPS,
+    OUTPUT_PROBABILITIES,
+    check_encoder_io,
+    check_encoder_outputs,
+)
+from libs.bundle.manifest import Manifest, load_manifest
+from libs.bundle.providers import choose_providers
+from libs.core.errors import BundleUnavailable
+from libs.domain.labels import CHEXPERT_LABELS
+from libs.domain.model_output import LabelPrediction, ModelOutput
+
+log = logging.getLogger(__name__)
+
+# "No Finding" is derived and never a finding in a report, so it never gets a box.
+_NO_BOX_LABELS = frozenset({"No Finding"})
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class BundleRunner:
+    """Loads a bundle folder and runs its encoder.
+
+    `providers` overrides the execution-provider preference (TensorRT -> CUDA -> CPU, filtered by
+    what the installed onnxruntime offers). Raises BundleUnavailable when the bundle is missing,
+    invalid, or its encoder does not fit the I/O contract in docs/bundle.md.
+    """
+
+    def __init__(
+        self,
+        bundle_dir: Path | str,
+        providers: list[str] | None = None,
+        *,
+        session_options: ort.SessionOptions | None = None,
+    ):
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest: Manifest = load_manifest(self.bundle_dir)
+        if self.manifest.test_only:
+            log.warning("bundle %s is a TEST FIXTURE (test_only): its outputs are meaningless", self.bundle_dir)
+        encoder_path = self.bundle_dir / self.manifest.files.encoder
+        requested = choose_providers(ort.get_available_providers(), providers)
+        try:
+            self._session = ort.InferenceSession(str(encoder_path), sess_options=session_options, providers=requested)
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise BundleUnavailable(f"cannot load encoder {encoder_path}: {_one_line(exc)}") from None
+        # What onnxruntime actually enabled: a GPU provider whose libraries fail to load is dropped.
+        self.providers: list[str] = list(self._session.get_providers())
+        log.info(
+            "bundle %s %s: encoder on %s (requested %s)",
+            self.manifest.name,
+            self.manifest.version,
+            ", ".join(self.providers),
+            ", ".join(requested),
+        )
+        self._io = check_encoder_io(self._session.get_inputs(), self._session.get_outputs(), self.image_size)
+        self._assessed_idx = [CHEXPERT_LABELS.index(label) for label in self.manifest.assessed_labels]
+        self._lock = threading.Lock()
+        self._warm_up()
+
+    @property
+    def image_size(self) -> int:
+        return self.manifest.input.size
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def model_version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def has_heatmaps(self) -> bool:
+        return self._io.has_heatmaps
+
+    @property
+    def has_embedding(self) -> bool:
+        return self._io.has_embedding
+
+    # -- public API -------------------------------------------------------------------------
+
+    def predict(self, images: np.ndarray) -> list[ModelOutput]:
+        """One ModelOutput per image of a float32 batch [N, S, S] or [N, 1, S, S] with values in [0, 1].
+
+        Boxes are [x0, y0, x1, y1], inclusive pixel indices in MODEL INPUT coordinates (S x S);
+        mapping them back to the source image is the caller's job (it knows the resize/padding).
+        """
+        return self.predict_and_embed(images)[0]
+
+    def embed(self, images: np.ndarray) -> np.ndarray | None:
+        """Embeddings [N, D] float32 for drift monitoring, or None when the encoder has none."""
+        x = self._prepare(images)
+        if not self._io.has_embedding:
+            return None
+        parts = [self._run(chunk, [OUTPUT_EMBEDDING])[OUTPUT_EMBEDDING] for chunk in self._chunks(x)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    def predict_and_embed(self, images: np.ndarray) -> tuple[list[ModelOutput], np.ndarray | None]:
+        """predict() and embed() from a single encoder pass."""
+        x = self._prepare(images)
+        outputs: list[ModelOutput] = []
+        embeddings: list[np.ndarray] = []
+        for chunk in self._chunks(x):
+            start = time.perf_counter()
+            result = self._run(chunk, self._io.output_names)
+            heatmaps = result.get(OUTPUT_HEATMAPS)
+            batch = [self._to_output(result[OUTPUT_PROBABILITIES][i], None if heatmaps is None else heatmaps[i])
+                     for i in range(len(chunk))]
+            # Every image of a chunk waited for the whole chunk, so each reports the chunk's time.
+            elapsed_ms = (time.perf_counter() - start) * 1000.0
+            for out in batch:
+                out.inference_ms = elapsed_ms
+            outputs.extend(batch)
+            if OUTPUT_EMBEDDING in result:
+                embeddings.append(result[OUTPUT_EMBEDDING])
+        if not self._io.has_embedding:
+            return outputs, None
+        return outputs, (np.concatenate(embeddings) if embeddings else np.zeros((0, 0), dtype=np.float32))
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _prepare(self, images: np.ndarray) -> np.ndarray:
+        """Validate the batch and apply the manifest's normalisation -> float32 [N, 1, S, S]."""
+        s = self.image_size
+        if not isinstance(images, np.ndarray):
+            raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
+        if images.dtype != np.float32:
+            raise ValueError(f"images must be float32 scaled to [0, 1], got dtype {images.dtype}")
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4 or images.shape[1:] != (1, s, s):
+            raise ValueError(
+                f"images must have shape [N, {s}, {s}] or [N, 1, {s}, {s}] for this bundle, got {list(images.shape)}"
+            )
+        if images.size and not np.all(np.isfinite(images)):
+            raise ValueError("images contain NaN or infinite values")
+        if images.size and (images.min() < 0.0 or images.max() > 1.0):
+            raise ValueError(
+                f"images must be scaled to [0, 1], got values in [{images.min():.4g}, {images.max():.4g}]"
+            )
+        norm = self.manifest.input.normalization
+        return np.ascontiguousarray((images - np.float32(norm.mean)) / np.float32(norm.std), dtype=np.float32)
+
+    def _chunks(self, x: np.ndarray) -> list[np.ndarray]:
+        step = self.manifest.batching.max_batch_size
+        return [x[i : i + step] for i in range(0, len(x), step)]
+
+    def _run(self, x: np.ndarray, output_names: list[str]) -> dict[str, np.ndarray]:
+        with self._lock:
+            arrays = self._session.run(output_names, {INPUT_IMAGE: x})
+        result = dict(zip(output_names, arrays))
+        check_encoder_outputs(result, len(x), self._assessed_idx)
+        return result
+
+    def _to_output(self, probs: np.ndarray, heatmaps: np.ndarray | None) -> ModelOutput:
+        m = self.manifest
+        predictions = []
+        for idx, label in enumerate(CHEXPERT_LABELS):
+            if not m.is_assessed(label):
+                # Not assessed is reported as unknown, never as a negative.
+                predictions.append(LabelPrediction(label=label))
+                continue
+            p = min(max(float(probs[idx]), 0.0), 1.0)
+            threshold = m.thresholds[label]
+            box = None
+            if heatmaps is not None and p >= threshold and label not in _NO_BOX_LABELS:
+                box = heatmap_box(heatmaps[idx], self.image_size)
+            predictions.append(LabelPrediction(label=label, probability=p, threshold=threshold, bounding_box=box))
+        return ModelOutput(model_name=m.name, model_version=m.version, predictions=predictions)
+
+    def _warm_up(self) -> None:
+        """Run a small batch once: the first run allocates memory / builds GPU engines, and a batch of 2
+        catches exports whose batch dimension is declared dynamic but hard-coded inside the graph."""
+        n = min(2, self.manifest.batching.max_batch_size)
+        x = self._prepare(np.full((n, self.image_size, self.image_size), 0.5, dtype=np.float32))
+        try:
+            self._run(x, self._io.output_names)
+        except BundleUnavailable as exc:
+            raise BundleUnavailable(f"encoder warm-up failed: {exc.reason}") from None
+        except Exception as exc:
+            raise BundleUnavailable(f"encoder warm-up failed: {_one_line(exc)}") from None
