@@ -72,8 +72,9 @@ def _dilate8(mask: np.ndarray) -> np.ndarray:
 
 
 def heatmap_box(heatmap: np.ndarray, size: int) -> list[int] | None:
-    """Box [x0, y0, x1, y1] (inclusive pixel indices of the size x size model input) of the main
-    activated region of one label's heatmap [h, w], or None when the map is flat or not finite."""
+    """Box [x0, y0, x1, y1] of the main activated region of one label's heatmap [h, w], in pixel
+    *edges* of the size x size model input (pixel i covers [i, i + 1), so 0 <= x0 < x1 <= size; the
+    convention of libs.dicom.geometry), or None when the map is flat or not finite."""
     m = np.asarray(heatmap, dtype=np.float64)
     if m.ndim != 2 or m.size == 0 or not np.all(np.isfinite(m)):
         return None
@@ -93,4 +94,4 @@ def heatmap_box(heatmap: np.ndarray, size: int) -> list[int] | None:
         region = component[np.ix_(_nearest_index(h, size), _nearest_index(w, size))]
     rows = np.flatnonzero(region.any(axis=1))
     cols = np.flatnonzero(region.any(axis=0))
-    return [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])]
+    return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]

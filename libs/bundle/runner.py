@@ -105,8 +105,9 @@ class BundleRunner:
     def predict(self, images: np.ndarray) -> list[ModelOutput]:
         """One ModelOutput per image of a float32 batch [N, S, S] or [N, 1, S, S] with values in [0, 1].
 
-        Boxes are [x0, y0, x1, y1], inclusive pixel indices in MODEL INPUT coordinates (S x S);
-        mapping them back to the source image is the caller's job (it knows the resize/padding).
+        Boxes are [x0, y0, x1, y1] in MODEL INPUT pixel edges (pixel i covers [i, i + 1), so
+        0 <= x0 < x1 <= S; x = column, y = row); mapping them back to the source image is the
+        caller's job (libs.dicom.geometry knows the resize/padding).
         """
         return self.predict_and_embed(images)[0]
 

@@ -121,7 +121,7 @@ def test_boxes_inside_image_and_only_for_positive_labels(runner: BundleRunner):
             n_boxes += 1
             assert p.positive and p.label != "No Finding"
             x0, y0, x1, y1 = p.bounding_box
-            assert 0 <= x0 <= x1 < SIZE and 0 <= y0 <= y1 < SIZE
+            assert 0 <= x0 < x1 <= SIZE and 0 <= y0 < y1 <= SIZE  # pixel edges
     assert n_boxes > 0
 
 
@@ -129,13 +129,13 @@ def test_boxes_follow_a_bright_patch(tmp_path: Path):
     # threshold 0 makes every label positive, so every label except No Finding gets a box.
     everything = BundleRunner(build_random_bundle(tmp_path / "all", image_size=SIZE, threshold=0.0))
     x = np.zeros((1, SIZE, SIZE), np.float32)
-    x[0, 40:56, 8:24] = 1.0  # rows 40..55 (y), columns 8..23 (x)
+    x[0, 40:56, 8:24] = 1.0  # rows 40..55 (y), columns 8..23 (x): edges [8, 40, 24, 56]
     (out,) = everything.predict(x)
     boxes = [p.bounding_box for p in out.predictions if p.label != "No Finding"]
     assert all(b is not None for b in boxes)
     for x0, y0, x1, y1 in boxes:
         # x is the column, y the row; within one heatmap cell (4 px) of the patch.
-        assert abs(x0 - 8) <= 4 and abs(x1 - 23) <= 4 and abs(y0 - 40) <= 4 and abs(y1 - 55) <= 4
+        assert abs(x0 - 8) <= 4 and abs(x1 - 24) <= 4 and abs(y0 - 40) <= 4 and abs(y1 - 56) <= 4
     assert out.prediction("No Finding").bounding_box is None
 
 
