@@ -9,6 +9,7 @@ upsampled map so the box edges fall between heatmap cells rather than on the coa
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 
 import numpy as np
 
@@ -44,6 +45,7 @@ def _largest_component(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return labels == best
 
 
+@lru_cache(maxsize=16)
 def _bilinear_matrix(src: int, dst: int) -> np.ndarray:
     """[dst, src] weights resampling a 1-D signal with pixel centres aligned (align_corners=False)."""
     pos = np.clip((np.arange(dst) + 0.5) * src / dst - 0.5, 0, src - 1)
@@ -53,12 +55,16 @@ def _bilinear_matrix(src: int, dst: int) -> np.ndarray:
     m = np.zeros((dst, src), dtype=np.float64)
     m[np.arange(dst), lo] += 1.0 - frac
     m[np.arange(dst), hi] += frac
+    m.flags.writeable = False  # cached and shared
     return m
 
 
+@lru_cache(maxsize=16)
 def _nearest_index(src: int, dst: int) -> np.ndarray:
     """For each of dst pixels, the index of the src cell it lies in."""
-    return np.minimum(((np.arange(dst) + 0.5) * src / dst).astype(np.int64), src - 1)
+    idx = np.minimum(((np.arange(dst) + 0.5) * src / dst).astype(np.int64), src - 1)
+    idx.flags.writeable = False  # cached and shared
+    return idx
 
 
 def _dilate8(mask: np.ndarray) -> np.ndarray:
@@ -85,13 +91,19 @@ def heatmap_box(heatmap: np.ndarray, size: int) -> list[int] | None:
     component = _largest_component(norm >= BOX_THRESHOLD, norm)
 
     h, w = norm.shape
-    up = _bilinear_matrix(h, size) @ norm @ _bilinear_matrix(w, size).T
+    near_cells = _dilate8(component)
+    ny, nx = _nearest_index(h, size), _nearest_index(w, size)
+    # Only the pixels whose cell is in the dilated component can be in the box: upsample that
+    # window alone instead of the whole size x size map.
+    win_r = np.flatnonzero(near_cells.any(axis=1)[ny])
+    win_c = np.flatnonzero(near_cells.any(axis=0)[nx])
+    r_sl, c_sl = slice(win_r[0], win_r[-1] + 1), slice(win_c[0], win_c[-1] + 1)
+    up = _bilinear_matrix(h, size)[r_sl] @ norm @ _bilinear_matrix(w, size)[c_sl].T
     # Allow the refined region to spill one cell past the component (the bilinear edge lies
     # between an above- and a below-threshold cell) but not into unrelated regions further away.
-    near = _dilate8(component)[np.ix_(_nearest_index(h, size), _nearest_index(w, size))]
-    region = (up >= BOX_THRESHOLD) & near
+    region = (up >= BOX_THRESHOLD) & near_cells[np.ix_(ny[r_sl], nx[c_sl])]
     if not region.any():
-        region = component[np.ix_(_nearest_index(h, size), _nearest_index(w, size))]
-    rows = np.flatnonzero(region.any(axis=1))
-    cols = np.flatnonzero(region.any(axis=0))
+        region = component[np.ix_(ny[r_sl], nx[c_sl])]
+    rows = np.flatnonzero(region.any(axis=1)) + r_sl.start
+    cols = np.flatnonzero(region.any(axis=0)) + c_sl.start
     return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
