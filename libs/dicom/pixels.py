@@ -1,0 +1,90 @@
+"""Pixel Data -> the stored values of the (single) frame, as pydicom's decoders give them.
+
+pydicom 3 picks the decoding plugin per transfer syntax and falls through to the next one
+when a plugin fails. With the packages this project installs the coverage is:
+
+=============================================  ===================================================
+transfer syntax                                plugins (in the order pydicom tries them)
+=============================================  ===================================================
+Implicit / Explicit VR Little Endian,          pydicom itself (numpy); Deflated is inflated on
+Explicit VR Big Endian, Deflated Explicit VR   read
+JPEG Baseline (8-bit) / Extended (12-bit)      gdcm, pylibjpeg-libjpeg, Pillow
+JPEG Lossless (Process 14, and SV1)            gdcm, pylibjpeg-libjpeg
+JPEG-LS Lossless / Near-Lossless               gdcm, pylibjpeg-libjpeg, pyjpegls (CharLS)
+JPEG 2000 Lossless / JPEG 2000 (lossy)         gdcm, pylibjpeg-openjpeg, Pillow
+HTJ2K (all three)                              pylibjpeg-openjpeg
+RLE Lossless                                   pylibjpeg-rle, pydicom itself
+=============================================  ===================================================
+
+Every compressed syntax thus has at least two independent decoders. gdcm comes first for
+JPEG 2000 and is also the fastest here (~0.4 s for a 1955x1841 lossless CR against ~0.5 s for
+openjpeg through pylibjpeg, on 2 cores), so pydicom's default order is kept.
+tests/dicom/test_transfer_syntaxes.py decodes each syntax.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.pixels import get_decoder
+from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+
+from libs.core.errors import InputRejected
+from libs.dicom.validate import check_pixel_module, transfer_syntax
+
+# JPEG, JPEG-LS and JPEG 2000 (HTJ2K included) code streams all end with the marker FF D9
+# (EOI / EOC). pylibjpeg-libjpeg decodes a cut JPEG-LS stream without complaint and returns
+# garbage for the missing part, so a truncated frame is caught here before any decoder runs.
+_MARKER_ENDED = frozenset(JPEGTransferSyntaxes + JPEGLSTransferSyntaxes + JPEG2000TransferSyntaxes)
+_END_MARKER = b"\xff\xd9"
+# Some encoders leave a few bytes after the marker (besides the even-length padding byte).
+_END_MARKER_SLACK = 16
+
+
+def stored_values(ds: Dataset) -> np.ndarray:
+    """The first (and only accepted) frame's stored values, 2-D, in the integer type pydicom gives.
+
+    Raises InputRejected for truncated or undecodable pixel data.
+    """
+    check_pixel_module(ds)  # includes the length check of uncompressed pixel data
+    ts = transfer_syntax(ds)
+    if ts in _MARKER_ENDED:
+        _check_end_marker(ds)
+    decoder = get_decoder(ts)
+    try:
+        # as_rgb=False: we only accept MONOCHROME*, and no colour conversion should ever run.
+        arr, _ = decoder.as_array(ds, index=0, as_rgb=False, allow_excess_frames=False)
+    except Exception as exc:  # every plugin failed, or the options did not validate
+        raise InputRejected(f"pixel data cannot be decoded: {_short_reason(exc)}") from None
+    if arr.ndim != 2:
+        raise InputRejected(f"pixel data decoded to an unexpected shape {tuple(arr.shape)}")
+    return arr
+
+
+def _check_end_marker(ds: Dataset) -> None:
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as exc:
+        raise InputRejected(f"pixel data cannot be decoded: no readable compressed frame ({type(exc).__name__})") from None
+    if not frame:
+        raise InputRejected("pixel data is truncated: the compressed frame is empty")
+    if _END_MARKER not in frame[-_END_MARKER_SLACK:]:
+        raise InputRejected(
+            f"pixel data is truncated: the compressed frame ({len(frame)} bytes) has no end-of-image marker"
+        )
+
+
+def _short_reason(exc: Exception) -> str:
+    """pydicom lists every plugin's failure over many lines; one informative line is enough.
+
+    Lines look like "gdcm: <reason>". gdcm's own reason is often a useless Python error from its
+    binding ("'NoneType' object has no attribute 'encode'"), so those are passed over.
+    """
+    lines = [ln.strip(" -") for ln in str(exc).splitlines() if ln.strip(" -")]
+    per_plugin = [ln for ln in lines[1:] if ":" in ln]
+    useful = [ln for ln in per_plugin if "object has no attribute" not in ln]
+    detail = (useful or per_plugin or lines or [type(exc).__name__])[0]
+    if len(detail) > 160:
+        detail = detail[:157] + "..."
+    return detail
