@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(default=5, ge=0)
     task_retry_backoff_max_s: int = Field(default=120, ge=1)
     max_upload_mb: int = Field(default=512, ge=1)
+    step_delay_s: float = Field(default=0.0, ge=0, description="Fault injection: sleep before each step (tests)")
     long_poll_max_s: float = Field(default=60.0, ge=0)
 
     @property

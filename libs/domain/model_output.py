@@ -13,7 +13,8 @@ class LabelPrediction(BaseModel):
     # "not assessed" is never the same as negative.
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    # [x0, y0, x1, y1] in pixels of the original (source DICOM) image
+    # [x0, y0, x1, y1] as pixel edges (x1, y1 exclusive): in model-input pixels as the bundle runner
+    # returns them, in source-image pixels once the pipeline has mapped them back (what reports carry).
     bounding_box: list[int] | None = None
 
     @property

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,8 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
         log.info("%s: job %s already %s; nothing to do", step.value, message.job_id, state.value)
         return state
 
+    if ctx.settings.step_delay_s:
+        time.sleep(ctx.settings.step_delay_s)  # fault-injection hook for tests; 0 in production
     try:
         fields = _WORK[step](message.job_id, ctx)
     except InputRejected as exc:
@@ -110,7 +113,7 @@ def ingest(job_id: str, ctx: PipelineContext) -> dict:
     frontal = Study(study_uid=job.study_uid, instances=stored).frontal_choice()
     if frontal is None:
         raise InputRejected(f"no frontal (PA/AP) image in the study: {len(stored)} lateral image(s) only")
-    _, pre = load_for_model(Path(str(frontal.path)), size=ctx.settings.image_size)
+    _, pre = load_for_model(Path(str(frontal.path)), size=model_input_size(ctx))
     out = ctx.settings.preprocessed_dir / f"{job_id}.npy"
     _atomic_save(out, pre.array.astype(np.float32, copy=False))
     return {
@@ -118,6 +121,17 @@ def ingest(job_id: str, ctx: PipelineContext) -> dict:
         "image_path": str(out),
         "geometry": pre.geometry.to_dict(),
     }
+
+
+def model_input_size(ctx: PipelineContext) -> int:
+    """The installed bundle decides the input size; without one, the configured default."""
+    from libs.bundle.manifest import load_manifest
+    from libs.core.errors import BundleUnavailable
+
+    try:
+        return load_manifest(ctx.settings.bundle_path).input.size
+    except BundleUnavailable:
+        return ctx.settings.image_size
 
 
 def infer(job_id: str, ctx: PipelineContext) -> dict:
