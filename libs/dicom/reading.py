@@ -32,6 +32,7 @@ def read_dataset(source: str | Path | bytes) -> Dataset:
         ds = _parse(lambda: io.BytesIO(raw))
         if "PixelData" not in ds:
             _reject_if_truncated(raw)
+            _reject_if_empty(ds)
         return ds
 
     path = Path(source)
@@ -45,19 +46,23 @@ def read_dataset(source: str | Path | bytes) -> Dataset:
     if "PixelData" not in ds:
         # Only on this (rejection) path is it worth reading the bytes a second time.
         _reject_if_truncated(path.read_bytes())
+        _reject_if_empty(ds)
     return ds
 
 
 def _parse(open_fp) -> Dataset:  # noqa: ANN001 - a zero-argument callable returning a binary file
+    ds: Dataset | None = None
     try:
         with open_fp() as fp:
-            return pydicom.dcmread(fp)
+            ds = pydicom.dcmread(fp)
     except InvalidDicomError:
         pass  # no 'DICM' marker: maybe a bare dataset, tried below
     except OSError as exc:
         raise InputRejected(f"not a DICOM file: cannot read it ({type(exc).__name__})") from None
     except Exception as exc:  # pydicom raises many types on malformed input
         raise InputRejected(f"not a DICOM file: the header cannot be parsed ({type(exc).__name__})") from None
+    if ds is not None:
+        return ds
 
     try:
         with open_fp() as fp:
@@ -84,11 +89,17 @@ def _fill_transfer_syntax(ds: Dataset) -> None:
         ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
 
 
-def _reject_if_truncated(raw: bytes) -> None:
-    """pydicom silently drops compressed pixel data whose file ends before the closing delimiter.
+def _reject_if_empty(ds: Dataset) -> None:
+    # pydicom returns an empty dataset for a 'DICM' marker followed by nothing it can parse.
+    if len(ds) == 0:
+        raise InputRejected("not a DICOM file: no data elements after the DICM marker")
 
-    Without this check such a cut-off upload would be reported as 'has no pixel data', which
-    sends the sender looking for the wrong problem.
+
+def _reject_if_truncated(raw: bytes) -> None:
+    """pydicom silently returns an empty dataset when the file ends inside compressed pixel data.
+
+    Without this check such a cut-off upload would be reported as 'not a DICOM file' or 'has no
+    pixel data', which sends the sender looking for the wrong problem.
     """
     match = None
     for match in _ENCAPSULATED_PIXEL_DATA.finditer(raw):
