@@ -1,0 +1,10 @@
+"""All routers of the gateway."""
+
+from fastapi import APIRouter
+
+from services.gateway.api.routes import dicomweb, health, reports
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(reports.router)
+api_router.include_router(dicomweb.router)

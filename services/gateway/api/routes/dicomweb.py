@@ -1,0 +1,172 @@
+"""DICOMweb STOW-RS: `POST /dicomweb/studies[/{study_uid}]` with `multipart/related; type="application/dicom"`.
+
+How outcomes are reported is described in services/gateway/stow.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from libs.core.errors import InputRejected
+from libs.pipeline.intake import check_uid
+from services.gateway.api.deps import EngineDep, SettingsDep
+from services.gateway.multipart import MultipartError, parse_media_type, parse_multipart
+from services.gateway.problems import ProblemError, problem_response, problem_responses
+from services.gateway.stow import (
+    DICOM_JSON_MEDIA_TYPE,
+    DICOM_MEDIA_TYPE,
+    PartResult,
+    failures_list,
+    store_part,
+    store_response,
+    warning_headers,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+
+_STORE_RESPONSE_SCHEMA = {
+    "type": "object",
+    "description": "Store Instances Response Module in DICOM JSON: 00081199 ReferencedSOPSequence, "
+                   "00081198 FailedSOPSequence (with 00081197 FailureReason)",
+    "additionalProperties": True,
+}
+
+_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": 'multipart/related; type="application/dicom"; boundary=...: one DICOM Part 10 file per part',
+        "content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}},
+    },
+}
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Every instance stored (or already stored)",
+          "content": {DICOM_JSON_MEDIA_TYPE: {"schema": _STORE_RESPONSE_SCHEMA}}},
+    202: {"description": "Some instances stored, some failed; a Warning header per failed part says why",
+          "content": {DICOM_JSON_MEDIA_TYPE: {"schema": _STORE_RESPONSE_SCHEMA}}},
+    **problem_responses(
+        400, 409, 413, 415, 422,
+        descriptions={
+            400: "Empty body, missing boundary, or malformed multipart",
+            409: "No instance stored; `failures` lists each part's reason",
+            413: "Body larger than the server's max_upload_mb",
+            415: 'Not multipart/related; type="application/dicom"',
+            422: "The study UID in the path is not a valid DICOM UID",
+        },
+    ),
+}
+
+_DESCRIPTION = (
+    "Stores chest radiographs (CR/DX) sent by a PACS or modality. Each part is validated fully (header and "
+    "pixel decode) and stored on its own: one bad part stores nothing and does not undo the others. "
+    "200: all stored; 202: some failed (FailedSOPSequence + a `Warning` header per failure); 409: none "
+    "stored (problem details with a `failures` list). A SOP instance already stored is reported as stored."
+)
+
+
+def _boundary_of(request: Request) -> str:
+    value = request.headers.get("content-type")
+    if not value:
+        raise ProblemError(415, 'Content-Type must be multipart/related; type="application/dicom"')
+    try:
+        media = parse_media_type(value)
+    except MultipartError as exc:
+        raise ProblemError(415, f"Content-Type cannot be parsed: {exc}") from None
+    if media.type != "multipart/related":
+        raise ProblemError(415, f'Content-Type is {media.type}; expected multipart/related; type="application/dicom"')
+    root = media.params.get("type")
+    if root is not None and root.strip().lower() != DICOM_MEDIA_TYPE:
+        raise ProblemError(415, f"multipart/related type {root!r} is not supported; only {DICOM_MEDIA_TYPE} parts are")
+    boundary = media.params.get("boundary")
+    if not boundary:
+        raise ProblemError(400, "Content-Type has no boundary parameter", slug="malformed-multipart",
+                           title="Malformed multipart body")
+    return boundary
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = ProblemError(413, f"the request body is larger than the {limit // (1024 * 1024)} MB limit")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def _stow(request: Request, engine: Any, settings: Any, study_uid: str | None) -> JSONResponse:
+    if study_uid is not None:
+        try:
+            check_uid(study_uid, "the study UID in the path")
+        except InputRejected as exc:
+            raise ProblemError(422, exc.reason, slug="invalid-uid", title="Invalid UID") from None
+    boundary = _boundary_of(request)
+    body = await _read_body(request, settings.max_upload_mb * 1024 * 1024)
+    if not body:
+        raise ProblemError(400, "the request body is empty", slug="empty-body", title="Empty body")
+    try:
+        parts = parse_multipart(body, boundary)
+    except MultipartError as exc:
+        raise ProblemError(400, f"malformed multipart body: {exc}", slug="malformed-multipart",
+                           title="Malformed multipart body") from None
+    del body
+    if not parts:
+        raise ProblemError(400, "the multipart body holds no parts", slug="empty-body", title="Empty body")
+
+    def store_all() -> list[PartResult]:
+        return [store_part(i, p, engine, settings.dicom_dir, study_uid) for i, p in enumerate(parts)]
+
+    results = await run_in_threadpool(store_all)
+    stored = [r for r in results if r.stored]
+    failed = [r for r in results if not r.stored]
+    for r in failed:
+        log.info("STOW part %d (SOP instance %s) rejected: %s", r.index, r.sop_instance_uid, r.reason)
+    log.info("STOW: %d part(s): %d stored (%d new), %d failed", len(results), len(stored),
+             sum(r.newly_stored for r in stored), len(failed))
+
+    if not stored:
+        first = failed[0].reason
+        detail = (f"the instance was not stored: {first}" if len(failed) == 1
+                  else f"none of the {len(failed)} instances was stored; first reason: {first}")
+        response = problem_response(request, 409, detail, slug="stow-failed", title="No instance stored",
+                                    failures=failures_list(results))
+    else:
+        response = JSONResponse(store_response(results), status_code=202 if failed else 200,
+                                media_type=DICOM_JSON_MEDIA_TYPE)
+    for value in warning_headers(results):
+        response.headers.append("Warning", value)
+    return response
+
+
+@router.post(
+    "/studies",
+    summary="STOW-RS: store DICOM instances",
+    description=_DESCRIPTION,
+    responses=_RESPONSES,
+    openapi_extra=_OPENAPI,
+    response_class=JSONResponse,
+)
+async def stow(request: Request, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+    return await _stow(request, engine, settings, None)
+
+
+@router.post(
+    "/studies/{study_uid}",
+    summary="STOW-RS: store DICOM instances of one study",
+    description=_DESCRIPTION + " Instances of another study are refused (FailureReason 0xA901).",
+    responses=_RESPONSES,
+    openapi_extra=_OPENAPI,
+    response_class=JSONResponse,
+)
+async def stow_study(study_uid: str, request: Request, engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+    return await _stow(request, engine, settings, study_uid)

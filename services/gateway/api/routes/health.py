@@ -1,0 +1,91 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+
+from libs.core.config import Settings
+from libs.storage.db import check_database
+from services.gateway.api.deps import EngineDep, SettingsDep
+from services.gateway.schemas import HealthOut, ReadyOut
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Liveness: the process is up")
+def healthz() -> HealthOut:
+    return HealthOut(status="ok")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _check_database(engine) -> str:  # noqa: ANN001
+    try:
+        check_database(engine)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        return f"database unavailable or not migrated ({_one_line(exc)})"
+    return "ok"
+
+
+def _check_redis(settings: Settings) -> str:
+    try:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001
+        return f"redis unreachable ({_one_line(exc)})"
+    return "ok"
+
+
+def _check_bundle(settings: Settings) -> str:
+    try:
+        from libs.bundle.manifest import load_manifest
+    except ImportError as exc:
+        return f"model bundle support is not installed ({_one_line(exc)})"
+    try:
+        manifest = load_manifest(settings.bundle_path)
+    except Exception as exc:  # noqa: BLE001 - BundleUnavailable carries the reason
+        return getattr(exc, "reason", None) or _one_line(exc)
+    if manifest.input.size != settings.image_size:
+        return (f"model bundle {manifest.name} {manifest.version} expects {manifest.input.size}-pixel input, "
+                f"but image_size is {settings.image_size}")
+    return "ok"
+
+
+def run_checks(settings: Settings, engine) -> dict[str, str]:  # noqa: ANN001
+    checks = {"database": _check_database(engine)}
+    if settings.queue_backend.strip().lower() == "celery":
+        checks["redis"] = _check_redis(settings)
+    checks["bundle"] = _check_bundle(settings)
+    return checks
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    summary="Readiness: database, queue and model bundle",
+    description=(
+        "200 when the database is reachable and migrated, Redis answers PING (Celery backend only) and "
+        "the model bundle's manifest is valid; otherwise 503 with each failing check's reason."
+    ),
+    responses={503: {"model": ReadyOut, "description": "At least one check failed"}},
+)
+async def readyz(response: Response, settings: SettingsDep, engine: EngineDep) -> ReadyOut:
+    checks = await run_in_threadpool(run_checks, settings, engine)
+    ready = all(v == "ok" for v in checks.values())
+    if not ready:
+        response.status_code = 503
+        log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
+    return ReadyOut(status="ready" if ready else "not ready", checks=checks)

@@ -1,0 +1,93 @@
+"""The gateway application: REST API for report jobs, DICOMweb STOW-RS intake, health probes.
+
+`create_app(settings)` builds an app bound to those settings (tests pass their own); the schema
+is migrated at start-up (lifespan), and the pipeline publisher is closed at shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+
+from libs.core.config import Settings, get_settings
+from libs.pipeline.context import PipelineContext
+from libs.storage.db import get_engine, upgrade_schema
+from services.gateway.api.main import api_router
+from services.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from services.gateway.publish import make_publisher
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Drafts **preliminary** chest X-ray reports (research software, not a medical device): every report
+is for a radiologist to review and finalise.
+
+1. Store the study's images with DICOMweb STOW-RS: `POST /dicomweb/studies`.
+2. Ask for a report: `POST /api/v1/studies/{study_id}/report` → 202 with a job id.
+3. Read it: `GET /api/v1/studies/{study_id}/report?wait=30`.
+
+Errors are RFC 9457 problem details (`application/problem+json`).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = get_engine(settings.sqlalchemy_url)
+    ctx = PipelineContext(settings=settings, engine=engine)
+    publisher = make_publisher(settings, ctx)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(upgrade_schema, engine)
+        log.info("gateway ready: database %s, queue %s, bundle %s",
+                 engine.url.render_as_string(hide_password=True), settings.queue_backend, settings.bundle_path)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(publisher.close)
+
+    app = FastAPI(
+        title="cxr-report gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.pipeline = ctx
+    app.state.publisher = publisher
+    install_problem_handlers(app)
+    app.include_router(api_router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with error responses declared as application/problem+json."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                if not str(status).isdigit() or int(status) < 400:
+                    continue
+                content = response.setdefault("content", {})
+                if int(status) == 422:
+                    # FastAPI's HTTPValidationError is not what we send: validation errors are problems.
+                    content.pop("application/json", None)
+                    content[PROBLEM_MEDIA_TYPE] = {"schema": problem_ref}
+                elif content.get("application/json", {}).get("schema") == problem_ref:
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,85 @@
+"""Response bodies of the REST API (the design's response schema plus job status fields)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from libs.domain.job import JobState
+
+
+class Links(BaseModel):
+    report: str = Field(description="GET here for the report (long-poll with ?wait=SECONDS)")
+    job: str = Field(description="GET here for the job's state and history")
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    study_id: str
+    status: JobState = Field(description="The job's state now (received for a new job)")
+    links: Links
+
+
+class FindingOut(BaseModel):
+    finding: str
+    confidence: float
+    severity: Literal["mild", "moderate", "severe"] | None = None
+    bounding_box: list[int] | None = Field(default=None, description="[x0, y0, x1, y1] in source image pixels")
+    is_critical: bool = False
+    label: str | None = Field(default=None, description="The CheXpert observation this finding reports")
+    laterality: Literal["left", "right", "bilateral"] | None = None
+
+
+class ReportOut(BaseModel):
+    """The latest job's outcome for a study.
+
+    `status` is the job's state. When it is `reviewed` the design's report fields are present;
+    while the job runs only the status fields are (and the HTTP status is 202); when it `failed`,
+    `error` says why.
+    """
+
+    status: JobState
+    job_id: str
+    study_id: str
+    report_id: str | None = None
+    findings: list[FindingOut] | None = None
+    findings_text: str | None = None
+    impression: str | None = None
+    recommendations: str | None = None
+    not_assessed: list[str] | None = Field(default=None, description="Observations the model does not assess")
+    processing_time_ms: int | None = None
+    model_version: str | None = None
+    requires_radiologist_review: bool | None = None
+    review_reasons: list[str] | None = None
+    report_status: Literal["preliminary"] | None = Field(
+        default=None, description="Always preliminary: a radiologist finalises the report"
+    )
+    error: str | None = Field(default=None, description="Why the job failed")
+    links: Links
+
+
+class JobOut(BaseModel):
+    job_id: str
+    study_id: str
+    status: JobState
+    priority: str
+    error: str | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    history: dict[str, dt.datetime] = Field(description="state → when the job entered it")
+    links: Links
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="check → 'ok' or the reason it failed")
+
+
+def links_for(study_id: str, job_id: str) -> Links:
+    return Links(report=f"/api/v1/studies/{study_id}/report", job=f"/api/v1/jobs/{job_id}")
