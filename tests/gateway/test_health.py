@@ -1,0 +1,89 @@
+"""Probes, routing errors as problems, OpenAPI."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from services.gateway import create_app
+from tests.gateway.helpers import assert_problem
+
+
+def test_healthz(sqlite_client) -> None:  # noqa: ANN001
+    r = sqlite_client.get("/healthz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_readyz_ready(sqlite_client) -> None:  # noqa: ANN001
+    r = sqlite_client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ready", "checks": {"database": "ok", "bundle": "ok"}}
+
+
+def test_readyz_with_missing_bundle(make_settings, tmp_path) -> None:  # noqa: ANN001
+    with TestClient(create_app(make_settings(bundle_path=tmp_path / "no-bundle"))) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["status"] == "not ready"
+        assert body["checks"]["database"] == "ok"
+        assert "no model bundle installed" in body["checks"]["bundle"]
+        # Liveness does not depend on readiness.
+        assert c.get("/healthz").status_code == 200
+
+
+def test_readyz_with_bundle_of_another_input_size(make_settings) -> None:  # noqa: ANN001
+    with TestClient(create_app(make_settings(image_size=128))) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        assert "expects 64-pixel input" in r.json()["checks"]["bundle"]
+
+
+def test_readyz_with_redis_down(make_settings) -> None:  # noqa: ANN001
+    settings = make_settings(queue_backend="celery", redis_url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        checks = r.json()["checks"]
+        assert checks["database"] == "ok" and checks["bundle"] == "ok"
+        assert checks["redis"].startswith("redis unreachable")
+
+
+def test_readyz_with_redis_up(make_settings) -> None:  # noqa: ANN001
+    with TestClient(create_app(make_settings(queue_backend="celery"))) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 200, r.text
+        assert r.json()["checks"] == {"database": "ok", "redis": "ok", "bundle": "ok"}
+
+
+def test_readyz_with_database_down(make_settings) -> None:  # noqa: ANN001
+    app = create_app(make_settings(database_url="postgresql://postgres@127.0.0.1:1/none"))
+    # Not entered as a context manager: no lifespan, whose migration would fail. The probe itself
+    # must still answer.
+    c = TestClient(app)
+    r = c.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["checks"]["database"].startswith("database unavailable")
+
+
+def test_routing_errors_are_problems(sqlite_client) -> None:  # noqa: ANN001
+    assert_problem(sqlite_client.get("/nowhere"), 404, "not-found")
+    r = sqlite_client.delete("/healthz")
+    assert_problem(r, 405, "method-not-allowed")
+    assert r.headers["allow"] == "GET"
+
+
+def test_openapi_declares_problem_responses(sqlite_client) -> None:  # noqa: ANN001
+    assert sqlite_client.get("/docs").status_code == 200
+    spec = sqlite_client.get("/openapi.json").json()
+    assert "Problem" in spec["components"]["schemas"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    post = spec["paths"]["/api/v1/studies/{study_id}/report"]["post"]
+    assert post["summary"]
+    for status in ("400", "404", "415", "422", "503"):
+        assert list(post["responses"][status]["content"]) == ["application/problem+json"], status
+    stow = spec["paths"]["/dicomweb/studies"]["post"]
+    assert "application/dicom+json" in stow["responses"]["200"]["content"]
+    assert "multipart/related" in stow["requestBody"]["content"]
+    assert list(stow["responses"]["409"]["content"]) == ["application/problem+json"]
+    ready = spec["paths"]["/readyz"]["get"]
+    assert ready["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ReadyOut")
