@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from libs.core.errors import InputRejected
@@ -50,15 +51,27 @@ def accept_instance(session: Session, data: bytes, dicom_dir: Path) -> Accepted:
         return Accepted(existing, newly_stored=False)
 
     target = dicom_dir / instance.study_uid / instance.series_uid / f"{instance.sop_instance_uid}.dcm"
+    instance = instance.model_copy(update={"path": target})
+    # The row goes in first, in a savepoint: a concurrent upload of the same instance (a PACS
+    # retrying a slow request) waits on the primary key until we commit, then lands here and
+    # returns our row; only the upload that owns the row ever writes or deletes the file.
+    try:
+        with session.begin_nested():
+            crud.store_instance(session, instance, size_bytes=len(data))
+    except IntegrityError:
+        existing = crud.get_instance(session, instance.sop_instance_uid)
+        if existing is None:
+            raise
+        return Accepted(existing, newly_stored=False)
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary name and rename: a reader never sees half a file.
+    # Write to a temporary name and rename: a reader never sees half a file. If this fails the
+    # exception rolls the caller's transaction back, so the row goes too.
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, target)
-        instance = instance.model_copy(update={"path": target})
-        crud.store_instance(session, instance, size_bytes=len(data))
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         target.unlink(missing_ok=True)
