@@ -62,7 +62,7 @@ def test_happy_path_real_chest_cr(client, make_chest_dicom) -> None:  # noqa: AN
     assert report["report_id"]
     assert isinstance(report["findings"], list)
     for finding in report["findings"]:
-        assert set(finding) >= {"finding", "confidence", "is_critical"}
+        assert set(finding) >= {"finding", "confidence", "severity", "bounding_box", "is_critical"}
         assert 0.0 <= finding["confidence"] <= 1.0
     assert isinstance(report["impression"], str) and report["impression"]
     assert isinstance(report["recommendations"], str)

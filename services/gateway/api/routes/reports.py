@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from libs.core.errors import InputRejected
@@ -68,6 +69,7 @@ def _unknown_study(study_id: str) -> ProblemError:
     "/studies/{study_id}/report",
     status_code=202,
     response_model=JobAccepted,
+    response_description="Job created and queued",
     summary="Request a draft report for a stored study",
     description=(
         "Starts a report job for a study whose instances were stored with STOW-RS "
@@ -226,7 +228,6 @@ def _report_out(snap: _Snapshot) -> ReportOut:
 @router.get(
     "/studies/{study_id}/report",
     response_model=ReportOut,
-    response_model_exclude_none=True,
     summary="Get the study's latest report (long-poll with ?wait)",
     description=(
         "The latest job of the study. `reviewed`: 200 with the report (the design's response fields plus "
@@ -243,11 +244,10 @@ def _report_out(snap: _Snapshot) -> ReportOut:
 async def get_report(
     study_id: str,
     request: Request,
-    response: Response,
     engine: EngineDep,
     settings: SettingsDep,
     wait: Annotated[float, Query(ge=0, description="Seconds to wait for the job to finish")] = 0.0,
-) -> ReportOut:
+) -> JSONResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, settings.long_poll_max_s)
     while True:
@@ -258,10 +258,15 @@ async def get_report(
         if snap.state.terminal or remaining <= 0 or await request.is_disconnected():
             break
         await asyncio.sleep(min(POLL_INTERVAL_S, remaining))
-    if not snap.state.terminal:
-        response.status_code = 202
-        response.headers["Retry-After"] = RETRY_AFTER_S
-    return _report_out(snap)
+    out = _report_out(snap)
+    if snap.state is JobState.REVIEWED:
+        # Every field of the design's response is present, null where it does not apply.
+        content = out.model_dump(mode="json", exclude={"error"})
+    else:
+        content = out.model_dump(mode="json", exclude_none=True)
+    if snap.state.terminal:
+        return JSONResponse(content)
+    return JSONResponse(content, status_code=202, headers={"Retry-After": RETRY_AFTER_S})
 
 
 @router.get(
