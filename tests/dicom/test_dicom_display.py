@@ -134,3 +134,8 @@ def test_voi_lut_data_stored_as_ow_bytes_in_a_file():
     ds.VOILUTSequence = Sequence([item])
     parsed = read_dataset(to_bytes(ds))
     np.testing.assert_allclose(decode_pixels(parsed)[0], [1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-6)
+
+
+def test_a_sigmoid_window_far_from_the_data_is_replaced_too():
+    out = decode_pixels(make_dataset(phantom(), WindowCenter=60000, WindowWidth=100, VOILUTFunction="SIGMOID"))
+    assert 0.3 < float(out.mean()) < 0.7
