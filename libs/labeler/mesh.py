@@ -1,0 +1,129 @@
+"""Reference labels for the IU reports: their manual MeSH "major" terms mapped to the 14 observations.
+
+A MeSH major term is "Term/qualifier/qualifier..." ("Pleural Effusion/bilateral/small",
+"Opacity/lung/base/left"). The mapping follows CheXpert's definitions, the same ones the labeler
+implements, so that a disagreement means one of the two read the report differently:
+
+| MeSH term (qualifiers)                                          | observation                 |
+|-----------------------------------------------------------------|-----------------------------|
+| Cardiomegaly; Cardiac Shadow/enlarged|borderline|prominent;      | Cardiomegaly                |
+|   Heart Ventricles|Heart Atria/enlarged|prominent;               |                             |
+|   Thickening/heart ventricles                                   |                             |
+| Mediastinum/prominent|enlarged|widened (not lymph nodes)        | Enlarged Cardiomediastinum  |
+| Opacity, Density, Infiltrate, Airspace Disease (in the lung:     | Lung Opacity                |
+|   not mediastinum/paratracheal/bone/breast/soft tissue sites);  |                             |
+|   Markings or Lung or Thickening with "interstitial";           |                             |
+|   Thickening/.../bronchi; Cicatrix (not pleura);                |                             |
+|   Lung Diseases, Interstitial; Pulmonary Fibrosis; Fibrosis     |                             |
+| Nodule, Mass, Cavitation (not breast)                           | Lung Lesion                 |
+| Pulmonary Edema; Pulmonary Congestion; Heart Failure            | Edema                       |
+| Consolidation                                                   | Consolidation               |
+| Pneumonia                                                       | Pneumonia                   |
+| Pulmonary Atelectasis                                           | Atelectasis                 |
+| Pneumothorax; Hydropneumothorax; Hemopneumothorax               | Pneumothorax                |
+| Pleural Effusion; Hydropneumothorax; Hemothorax;                | Pleural Effusion            |
+|   Hemopneumothorax; Costophrenic Angle|Sulcus|Pleura/blunted|obscured |                        |
+| Thickening/pleura; Cicatrix/pleura; Pleura (not blunted)        | Pleural Other               |
+| Fractures, Bone                                                 | Fracture                    |
+| Catheters, Indwelling; Implanted Medical Device; Surgical       | Support Devices             |
+|   Instruments; Tube, Inserted; Stents; Medical Device; Sutures; |                             |
+|   Spinal Fusion                                                 |                             |
+| (none of the above except Support Devices)                      | No Finding                  |
+
+Everything else (emphysema, granulomas, calcinosis, degenerative spine, hypoinflation, hiatal hernia,
+"normal", ...) is outside the 14 observations, as in CheXpert. Reports whose only term is
+"No Indexing" are not indexed at all and are left out of the evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from libs.domain.labels import CHEXPERT_LABELS
+
+_NON_LUNG_SITES = frozenset({
+    "mediastinum", "paratracheal", "ribs", "sternum", "thoracic vertebrae", "spine", "breast", "soft tissue",
+    "abdomen", "clavicle", "shoulder", "humerus", "lymph nodes", "trachea", "neck", "diaphragm", "aorta",
+    "heart", "pericardium",
+})
+_DIRECT = {
+    "Cardiomegaly": "Cardiomegaly",
+    "Pulmonary Edema": "Edema",
+    "Pulmonary Congestion": "Edema",
+    "Heart Failure": "Edema",
+    "Consolidation": "Consolidation",
+    "Pneumonia": "Pneumonia",
+    "Pulmonary Atelectasis": "Atelectasis",
+    "Pneumothorax": "Pneumothorax",
+    "Pleural Effusion": "Pleural Effusion",
+    "Hemothorax": "Pleural Effusion",
+    "Fractures, Bone": "Fracture",
+    "Lung Diseases, Interstitial": "Lung Opacity",
+    "Pulmonary Fibrosis": "Lung Opacity",
+    "Fibrosis": "Lung Opacity",
+    "Infiltrate": "Lung Opacity",
+    "Airspace Disease": "Lung Opacity",
+    "Catheters, Indwelling": "Support Devices",
+    "Implanted Medical Device": "Support Devices",
+    "Surgical Instruments": "Support Devices",
+    "Tube, Inserted": "Support Devices",
+    "Stents": "Support Devices",
+    "Medical Device": "Support Devices",
+    "Sutures": "Support Devices",
+    "Spinal Fusion": "Support Devices",
+}
+
+
+def _split(term: str) -> tuple[str, set[str]]:
+    parts = [p.strip() for p in term.split("/")]
+    return " ".join(parts[0].split()), {p.lower() for p in parts[1:] if p}
+
+
+def mesh_term_observations(term: str) -> set[str]:
+    """The observations one MeSH major term stands for (often none)."""
+    name, qualifiers = _split(term)
+    found: set[str] = set()
+    if name in _DIRECT:
+        found.add(_DIRECT[name])
+    if name in ("Hydropneumothorax", "Hemopneumothorax"):
+        found |= {"Pneumothorax", "Pleural Effusion"}
+    elif name == "Cardiac Shadow" and qualifiers & {"enlarged", "borderline", "prominent"}:
+        found.add("Cardiomegaly")
+    elif name in ("Heart Ventricles", "Heart Atria") and qualifiers & {"enlarged", "prominent"}:
+        found.add("Cardiomegaly")
+    elif name == "Mediastinum" and qualifiers & {"prominent", "enlarged", "widened"} and "lymph nodes" not in qualifiers:
+        found.add("Enlarged Cardiomediastinum")
+    elif name in ("Opacity", "Density", "Infiltrate", "Airspace Disease"):
+        if not qualifiers & _NON_LUNG_SITES:
+            found.add("Lung Opacity")
+    elif name in ("Markings", "Lung") and "interstitial" in qualifiers:
+        found.add("Lung Opacity")
+    elif name == "Thickening":
+        if "pleura" in qualifiers:
+            found.add("Pleural Other")
+        elif qualifiers & {"interstitial", "bronchi"}:
+            found.add("Lung Opacity")
+        elif "heart ventricles" in qualifiers:
+            found.add("Cardiomegaly")
+    elif name == "Cicatrix":
+        found.add("Pleural Other" if "pleura" in qualifiers else "Lung Opacity")
+    elif name in ("Nodule", "Mass", "Cavitation") and "breast" not in qualifiers:
+        found.add("Lung Lesion")
+    elif name in ("Costophrenic Angle", "Sulcus") and qualifiers & {"blunted", "obscured"}:
+        found.add("Pleural Effusion")
+    elif name == "Pleura":
+        found.add("Pleural Effusion" if qualifiers & {"blunted", "obscured"} else "Pleural Other")
+    return found
+
+
+def mesh_observations(terms: Iterable[str]) -> set[str]:
+    """Observations of a report from all its MeSH major terms, with No Finding derived the CheXpert way."""
+    found: set[str] = set()
+    for term in terms:
+        found |= mesh_term_observations(term)
+    if not found - {"Support Devices"}:
+        found.add("No Finding")
+    return found
+
+
+assert all(name in CHEXPERT_LABELS for name in _DIRECT.values())
