@@ -87,3 +87,17 @@ def test_openapi_declares_problem_responses(sqlite_client) -> None:  # noqa: ANN
     assert list(stow["responses"]["409"]["content"]) == ["application/problem+json"]
     ready = spec["paths"]["/readyz"]["get"]
     assert ready["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ReadyOut")
+
+
+def test_readyz_answers_when_a_check_hangs(sqlite_client, monkeypatch) -> None:  # noqa: ANN001
+    import time
+
+    from services.gateway.api.routes import health
+
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(health, "_check_bundle", lambda settings: time.sleep(1.5) or "ok")
+    start = time.monotonic()
+    r = sqlite_client.get("/readyz")
+    assert time.monotonic() - start < 1.2
+    assert r.status_code == 503
+    assert r.json()["checks"] == {"database": "ok", "bundle": "bundle check timed out after 0.3 s"}

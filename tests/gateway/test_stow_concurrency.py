@@ -11,8 +11,8 @@ from libs.storage import crud
 from libs.storage.db import get_engine, session_scope, upgrade_schema
 
 
-def test_concurrent_duplicate_keeps_the_stored_file(tmp_path, pg_url, make_chest_dicom) -> None:  # noqa: ANN001
-    settings = Settings(data_dir=tmp_path, database_url=pg_url)
+def test_concurrent_duplicate_keeps_the_stored_file(tmp_path, database_url, make_chest_dicom) -> None:  # noqa: ANN001
+    settings = Settings(data_dir=tmp_path, database_url=database_url)
     engine = get_engine(settings.sqlalchemy_url)
     upgrade_schema(engine)
     data = make_chest_dicom()

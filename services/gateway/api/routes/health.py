@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Response
@@ -64,12 +65,27 @@ def _check_bundle(settings: Settings) -> str:
     return "ok"
 
 
-def run_checks(settings: Settings, engine) -> dict[str, str]:  # noqa: ANN001
-    checks = {"database": _check_database(engine)}
+# A probe must answer even when a dependency hangs (an unroutable database host can take minutes
+# to time out); the check's thread is left to finish on its own.
+CHECK_TIMEOUT_S = 5.0
+
+
+async def _timed(name: str, fn, *args) -> str:  # noqa: ANN001
+    try:
+        return await asyncio.wait_for(run_in_threadpool(fn, *args), CHECK_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        return f"{name} check timed out after {CHECK_TIMEOUT_S:g} s"
+
+
+async def run_checks(settings: Settings, engine) -> dict[str, str]:  # noqa: ANN001
+    names = ["database"]
+    calls = [_timed("database", _check_database, engine)]
     if settings.queue_backend.strip().lower() == "celery":
-        checks["redis"] = _check_redis(settings)
-    checks["bundle"] = _check_bundle(settings)
-    return checks
+        names.append("redis")
+        calls.append(_timed("redis", _check_redis, settings))
+    names.append("bundle")
+    calls.append(_timed("bundle", _check_bundle, settings))
+    return dict(zip(names, await asyncio.gather(*calls)))
 
 
 @router.get(
@@ -83,7 +99,7 @@ def run_checks(settings: Settings, engine) -> dict[str, str]:  # noqa: ANN001
     responses={503: {"model": ReadyOut, "description": "At least one check failed"}},
 )
 async def readyz(response: Response, settings: SettingsDep, engine: EngineDep) -> ReadyOut:
-    checks = await run_in_threadpool(run_checks, settings, engine)
+    checks = await run_checks(settings, engine)
     ready = all(v == "ok" for v in checks.values())
     if not ready:
         response.status_code = 503
