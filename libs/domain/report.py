@@ -33,4 +33,5 @@ class Report(BaseModel):
     model_version: str
     requires_radiologist_review: bool = True
     review_reasons: list[str] = Field(default_factory=list)
-    status: Literal["preliminary"] = "preliminary"
+    # The draft is never final: only a radiologist signs a report.
+    report_status: Literal["preliminary"] = "preliminary"

@@ -221,7 +221,7 @@ def _report_out(snap: _Snapshot) -> ReportOut:
         model_version=report.model_version,
         requires_radiologist_review=report.requires_radiologist_review,
         review_reasons=report.review_reasons,
-        report_status=report.status,
+        report_status=report.report_status,
     )
 
 
