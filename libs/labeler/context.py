@@ -78,7 +78,7 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"(?:increase|decrease|improvement|worsening|progression|enlargement|change)",
         r"not (?:significantly |substantially )?(?:changed|increased|decreased|improved|worsened)",
         r"without (?:significant |interval |appreciable )*(?:change|improvement|worsening|progression)",
-        r"not well (?:seen|visualized|visualised|evaluated|assessed|demonstrated)", r"not only",
+        r"not well (?:evaluated|assessed)", r"not only",
         r"not (?:\w+ )?(?:be )?(?:evaluated|assessed)", r"gram negative", r"no longer than", r"cannot be assessed",
         r"to suggest", r"to indicate",  # "no X to suggest Y": the negation governs Y (kept as pseudo)
     ),
@@ -92,7 +92,8 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"no obvious", r"no visible", r"no acute", r"with no",
     ),
     CueKind.POST_NEG: (
-        *_with_copula(r"not (?:\w+ )?" + _SEEN, r"no longer (?:\w+ )?" + _SEEN, r"no longer", r"ruled out",
+        # "the previously seen nodule is not well seen today": gone or nearly so
+        *_with_copula(r"not (?:well[\-\s]?)?" + _SEEN, r"not (?:\w+ )?" + _SEEN, r"no longer (?:\w+ )?" + _SEEN, r"no longer", r"ruled out",
                       r"excluded(?=\s*[.,;:]|\s*$)", r"(?:now )?(?:gone|absent)"),
         r"(?:has|have) (?:since |now |completely |nearly |near completely |largely )?(?:resolved|cleared|disappeared)",
         r"(?:has|have) been removed", r"(?:was|were|is|are) removed", r"removed",
@@ -103,11 +104,12 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"possible", r"possibly", r"probable", r"probably", r"likely", r"most likely", r"more likely", r"less likely",
         r"unlikely", r"may", r"might", r"could", r"can't exclude", r"cannot exclude", r"can not exclude",
         r"cannot rule out", r"can not rule out", r"can't rule out", r"not rule out", r"difficult to exclude",
-        r"questionable", r"questionably", r"question of", r"questioned", r"suspicious for", r"suspicious of",
-        r"suspicion of", r"suspicion for", r"suspect", r"suspected", r"concerning for", r"concern for",
+        r"questionable", r"questionably", r"question of", r"questioned", r"question", r"suspicious for", r"suspicious of",
+        r"suspicion of", r"suspicion for", r"suspect", r"concerning for", r"concern for",
         r"worrisome for", r"worrisome", r"may represent", r"could represent", r"may reflect", r"differential",
         r"differential diagnosis", r"ddx", r"borderline", r"equivocal", r"indeterminate", r"uncertain",
         r"presumed", r"presumably", r"query", r"evaluate for", r"assess for", r"rule out", r"r/o",
+        r"evaluation (?:for|of)", r"assessment (?:for|of)", r"to (?:evaluate|assess|exclude|rule out)(?: for)?",
         r"cannot exclude the possibility of", r"possibility of", r"perhaps", r"potential", r"potentially",
     ),
     CueKind.WEAK_UNC: (
@@ -122,7 +124,7 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"(?:may|might|could) be (?:present|seen)", r"(?:is|are) (?:not )?likely(?=\s*[.,;:]|\s*$)",
         r"\?",
     ),
-    CueKind.BI_UNC: (r"versus", r"vs\.?", r"or less likely", r"and/or"),
+    CueKind.BI_UNC: (r"versus", r"vs\.?", r"or less likely", r"and/or", r"suspected"),
 }
 
 # Where a clause ends (see the module docstring). Group "keep" marks terminators that end after themselves.
@@ -134,23 +136,23 @@ _CLAUSE_STARTERS = (
 )
 # Size and side words start a new positive phrase after a comma ("no pneumothorax, small left effusion")
 # unless the list goes on to an "or" ("no consolidation, large pleural effusion, or pneumothorax").
-_LIST_WORDS = r"small|smaller|tiny|trace|large|larger|left|right|bilateral|bibasilar|slight|slightly|subtle|patchy|" \
-    r"focal|streaky|linear|scattered|calcified|prominent|enlarged|elevated|elevation"
+_LIST_WORDS = r"small|smaller|tiny|trace|large|larger|left|right|bilateral|bibasilar|patchy|streaky|linear"
 TERMINATORS = re.compile(
     r"(?<![\w])(?:but|however|although|though|except|excepting|aside from|apart from|other than|besides|which|"
-    r"whereas|while|yet|with|secondary to|due to|given|in addition|additionally|also|otherwise|"
+    r"whereas|while|yet|with|given|in addition|additionally|otherwise|"
     r"there (?:is|are|was|were|has been|have been)|resulting in|causing)(?![\w])"
     r"|[;:]|\(|\)"
     r"|(?:,\s*|(?<![\w])and\s+)(?=(?:" + _CLAUSE_STARTERS + r")(?![\w]))"
-    r"|(?:,\s*|(?<![\w])and\s+)(?=(?:" + _LIST_WORDS + r")(?![\w])(?![^.;:]*(?:(?<![\w])n?or(?![\w])|/)))"
+    r"|,\s*(?=(?:" + _LIST_WORDS + r")(?![\w])(?![^.;:]*(?:(?<![\w])n?or(?![\w])|/)))"
     r"|(?<![\w])(?:is|are|was|were|has been|have been)\s+(?:(?:now|currently|clearly|definitely|again|also|still|"
     r"radiographically)\s+)?(?:seen|identified|noted|present|demonstrated|visualized|appreciated|evident|detected|"
     r"observed|shown|apparent|visible)(?![\w])"
 )
-# A verb between a finding and a later cue means the cue has its own subject ("X is small and Y is not seen").
+# A verb between a finding and a later cue means the cue has its own subject ("X is small and Y is not seen");
+# a list is fine ("consolidation, atelectasis, and blunting have cleared").
 POST_SCOPE_BREAK = re.compile(
     r"(?<![\w])(?:is|are|was|were|has|have|had|appears?|seen|noted|demonstrates?|shows?|remains?|and there|with|"
-    r"without|no|not)(?![\w])|[,;:(]"
+    r"without|no|not)(?![\w])|[;:(]"
 )
 
 

@@ -39,6 +39,7 @@ _PREDICATES = {
               if f"r{i}_{kind}" in _MENTIONS.groupindex]
     for i, r in enumerate(RULES) if r.clausal
 }
+_VERB = re.compile(r"(?<![\w])(?:is|are|was|were|be|been|appears?|appearing|remains?|seems?|looks?|measures?)(?![\w])")
 _STATUS_RANK = {Status.POSITIVE: 3, Status.UNCERTAIN: 2, Status.NEGATIVE: 1, Status.NOT_MENTIONED: 0}
 
 
@@ -74,8 +75,11 @@ def find_mentions(lowered: str) -> list[Mention]:
                     break
         else:
             targets = rule.targets
+        # A subject + predicate without a verb ("costophrenic angle blunting", "heart size normal") is a
+        # noun phrase: the cues around it apply as to any other mention.
+        clausal = rule.clausal and _VERB.search(match.group()) is not None
         for observation, polarity in targets:
-            mentions.append(Mention(observation, polarity, match.start(), match.end(), rule.clausal, rule.name))
+            mentions.append(Mention(observation, polarity, match.start(), match.end(), clausal, rule.name))
     return mentions
 
 

@@ -26,12 +26,12 @@ implements, so that a disagreement means one of the two read the report differen
 | Thickening/pleura; Cicatrix/pleura; Pleura (not blunted)        | Pleural Other               |
 | Fractures, Bone                                                 | Fracture                    |
 | Catheters, Indwelling; Implanted Medical Device; Surgical       | Support Devices             |
-|   Instruments; Tube, Inserted; Stents; Medical Device; Sutures; |                             |
-|   Spinal Fusion                                                 |                             |
+|   Instruments; Tube, Inserted; Stents; Medical Device; Sutures  |                             |
 | (none of the above except Support Devices)                      | No Finding                  |
 
 Everything else (emphysema, granulomas, calcinosis, degenerative spine, hypoinflation, hiatal hernia,
-"normal", ...) is outside the 14 observations, as in CheXpert. Reports whose only term is
+"normal", ...) is outside the 14 observations, as in CheXpert. "Spinal Fusion" is left out too: it names a
+procedure (or a congenital/ankylotic fusion), not a device the report necessarily mentions. Reports whose only term is
 "No Indexing" are not indexed at all and are left out of the evaluation.
 """
 
@@ -41,10 +41,12 @@ from collections.abc import Iterable
 
 from libs.domain.labels import CHEXPERT_LABELS
 
+# Sites that put an Opacity/Density outside the lung. Ribs and clavicles are not among them: "nodular
+# opacity projecting over the left 5th rib" is indexed Opacity/ribs but describes the lung.
 _NON_LUNG_SITES = frozenset({
-    "mediastinum", "paratracheal", "ribs", "sternum", "thoracic vertebrae", "spine", "breast", "soft tissue",
-    "abdomen", "clavicle", "shoulder", "humerus", "lymph nodes", "trachea", "neck", "diaphragm", "aorta",
-    "heart", "pericardium",
+    "mediastinum", "paratracheal", "sternum", "thoracic vertebrae", "spine", "breast", "soft tissue",
+    "abdomen", "shoulder", "humerus", "lymph nodes", "trachea", "neck", "diaphragm", "aorta",
+    "heart", "pericardium", "adipose tissue",
 })
 _DIRECT = {
     "Cardiomegaly": "Cardiomegaly",
@@ -70,7 +72,6 @@ _DIRECT = {
     "Stents": "Support Devices",
     "Medical Device": "Support Devices",
     "Sutures": "Support Devices",
-    "Spinal Fusion": "Support Devices",
 }
 
 
@@ -96,8 +97,15 @@ def mesh_term_observations(term: str) -> set[str]:
     elif name in ("Opacity", "Density", "Infiltrate", "Airspace Disease"):
         if not qualifiers & _NON_LUNG_SITES:
             found.add("Lung Opacity")
-    elif name in ("Markings", "Lung") and "interstitial" in qualifiers:
+            # The indexers write a "nodular density" as Density/.../round (a round opacity is a nodule).
+            if "round" in qualifiers:
+                found.add("Lung Lesion")
+    elif name == "Markings" and not qualifiers & {"bronchovascular", "paratracheal", "sulcus"}:
+        found.add("Lung Opacity")  # increased / prominent / interstitial lung markings
+    elif name == "Lung" and "interstitial" in qualifiers:
         found.add("Lung Opacity")
+    elif name == "Calcinosis" and "pleura" in qualifiers:
+        found.add("Pleural Other")  # calcified pleural plaques
     elif name == "Thickening":
         if "pleura" in qualifiers:
             found.add("Pleural Other")

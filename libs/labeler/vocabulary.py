@@ -61,8 +61,8 @@ class MentionRule:
 
 
 def _words(phrase: str) -> str:
-    """Let a space in a phrase match any run of spaces or hyphens ("air-space", "plate like")."""
-    return phrase.replace(" ", r"[\s\-]+")
+    """A space matches a run of spaces or hyphens ("air-space"); " ?" an optional one ("airspace")."""
+    return phrase.replace(" ?", r"[\s\-]?").replace(" ", r"[\s\-]+")
 
 
 def _any(*phrases: str) -> str:
@@ -76,15 +76,22 @@ _GAP = (
     r"[\w'/]+[\s,\-]+){0,6}?"
 )
 
-# Predicates of size statements. Uncertain ones first: "upper limits of normal" also contains "normal".
+# Predicates of size statements. "Upper limits of normal" is a normal size (and contains "normal");
+# "borderline" is a hedge. The IU MeSH indexers read them the same way: 4 of 112 reports whose heart is
+# "upper limits of normal" (and not enlarged elsewhere) are indexed Cardiomegaly, 30 of 34 "borderline".
+_UPPER_NORMAL = (
+    "upper limits? of normal", "upper limits? normal", "upper normal(?: limits?)?", "upper range of normal",
+    "top normal(?: limits?)?", "top of normal", "high normal", "upper end of normal", "upper limits? of the normal",
+)
 _SIZE_UNC = _any(
-    "borderline", "upper limits? of normal", "upper limits? normal", "upper normal", "upper range of normal",
-    "top normal", "top of normal", "high normal", "at the upper limits?", "upper end of normal",
-    "mildly prominent", "possibly enlarged", "may be enlarged", "questionably enlarged",
+    r"(?:upper limits? (?:of )?normal|upper normal|top normal|borderline) (?:or|to) (?:\w+ )?(?:enlarged|enlargement)",
+    "borderline", "mildly prominent", "possibly enlarged", "may be enlarged", "questionably enlarged",
+    "borderline enlarged",
 )
 _SIZE_NEG = _any(
-    r"not (?:\w+ )?enlarged", "normal", "within normal limits", r"within (?:the )?normal range", "unremarkable",
-    "wnl", "grossly normal", "normal size", "unchanged and normal",
+    *_UPPER_NORMAL, r"not (?:\w+ )?enlarged", "normal", "within normal limits", r"within (?:the )?normal range",
+    r"within (?:the )?limits of normal",
+    "unremarkable", "wnl", "grossly normal", "normal size", "unchanged and normal",
 )
 _SIZE_POS = _any("enlarged", "enlargement", "increased", "large", "enlarging", "prominent", "prominence", "dilated")
 _WIDTH_POS = _any("widened", "widening", "wide", "enlarged", "enlargement", "increased", "prominent", "prominence")
@@ -107,7 +114,9 @@ _MEDIASTINUM = _any(
     r"(?:superior )?mediastinum",
     r"mediastinal (?:silhouettes?|contours?|width|shadows?|outlines?|structures|and hilar (?:contours?|silhouettes?|structures))",
 )
-_CP_ANGLE = _any(r"(?:costophrenic|cp|costodiaphragmatic) (?:angles?|sulcus|sulci|recess(?:es)?)")
+# The IU reports replace some words by "XXXX" during de-identification, "angle" among them.
+_ANGLE = r"(?:angles?|sulcus|sulci|recess(?:es)?|xxxx)"
+_CP_ANGLE = _any(r"(?:costophrenic|cp|costodiaphragmatic) " + _ANGLE)
 _LUNGS = _any(r"lungs?", r"lung fields?", r"lung parenchyma", r"lung bases", r"lungs? zones", r"pulmonary parenchyma")
 _VASCULATURE = _any(
     r"pulmonary (?:vascularity|vasculature|vessels|vascular markings|vascular pattern|blood flow|venous pattern)",
@@ -173,7 +182,8 @@ RULES: tuple[MentionRule, ...] = (
              pos_predicate=_any("congested", "congestion", "engorged", "engorgement", "indistinct", "cephalized",
                                 "cephalization", "redistributed", "redistribution", "increased", "prominent",
                                 "prominence", "plethoric"),
-             neg_predicate=_any("normal", "within normal limits", "unremarkable", "not congested",
+             neg_predicate=_any("normal", "within normal limits", r"within (?:the )?limits of normal", "unremarkable",
+                                "not congested",
                                 "not engorged", "not prominent", "wnl"),
              unc_predicate=_any("upper limits? of normal", "borderline", "mildly prominent")),
     # --- normal statements said as noun phrases -----------------------------------------------------
@@ -184,23 +194,34 @@ RULES: tuple[MentionRule, ...] = (
     _phrase("normal-mediastinum", r"normal[\s\-]+(?:\w+[\s\-]+)?mediastin(?:um|al(?:[\s\-]+(?:contours?|silhouettes?|width)))",
             EC, polarity=NEG),
     _phrase("clear-lungs", r"clear[\s\-]+lungs?", OPACITY, polarity=NEG),
-    _phrase("sharp-cp-angles", r"sharp[\s\-]+(?:\w+[\s\-]+)?costophrenic[\s\-]+(?:angles?|sulci)", EFFUSION, polarity=NEG),
+    _phrase("sharp-cp-angles", _any(r"sharp (?:\w+ )?costophrenic " + _ANGLE), EFFUSION, polarity=NEG),
     _phrase("normal-vasculature", r"normal[\s\-]+pulmonary[\s\-]+(?:vascularity|vasculature|vessels)", EDEMA, polarity=NEG),
-    _phrase("borderline-heart", r"(?:borderline|upper[\s\-]+normal|top[\s\-]+normal|high[\s\-]+normal)[\s\-]+"
-            r"(?:heart|cardiac)(?:[\s\-]+(?:size|silhouette|enlargement|contour))?", CARDIO, polarity=UNC),
+    _phrase("borderline-heart", r"borderline[\s\-]+(?:enlarged[\s\-]+)?(?:heart|cardiac)"
+            r"(?:[\s\-]+(?:size|silhouette|enlargement|contour))?", CARDIO, polarity=UNC),
+    _phrase("upper-normal-heart", r"(?:upper[\s\-]+normal|top[\s\-]+normal|high[\s\-]+normal|upper[\s\-]+limits?"
+            r"[\s\-]+of[\s\-]+normal)[\s\-]+(?:\w+[\s\-]+){0,2}(?:heart|cardiac)(?:[\s\-]+(?:size|silhouette|contour))?",
+            CARDIO, polarity=NEG),
     # --- blockers: look-alikes that are not the observation -----------------------------------------
     _blocker("pericardial-effusion", _any(r"pericardial effusions?", r"(?:joint|shoulder|glenohumeral|knee) effusions?")),
     _blocker("not-lung-lesion", _any(
         r"(?:lytic|blastic|sclerotic|bone|bony|osseous|skin|cutaneous|breast|liver|hepatic|renal|adrenal|"
         r"soft tissue|chest wall|thyroid|osteolytic|expansile) (?:lesions?|mass(?:es)?|nodules?)",
-        r"mass effect", r"body mass", r"lesions? of the (?:bone|rib|spine|\w+ vertebra)")),
+        r"(?:lucent|lucency|osteocartilaginous|cartilaginous|bone|bony) (?:\w+ )?lesions?",
+        r"mass effect", r"body mass", r"lesions? of the (?:bone|rib|spine|\w+ vertebra)",
+        r"(?:thoracic|pleural|abdominal|peritoneal|chest|body) cavity")),
     _blocker("not-lung-density", _any(
-        r"(?:bone|bony|osseous|mineral|breast|soft tissue|metallic|metal|calcific|calcium|fat|fluid|water) densit(?:y|ies)",
+        r"(?:bone|bony|osseous|mineral|breast|soft tissue|metallic|metal|calcific|calcium|fat|fluid|water|radiopaque|"
+        r"sclerotic) densit(?:y|ies)", r"retrosternal (?:air ?space|clear space)",
         r"densit(?:y|ies) of the (?:bones?|breasts?)")),
+    # Old granulomatous infection (healed tuberculosis / histoplasmosis) is not a pneumonia.
+    _blocker("old-infection", _any(
+        r"(?:prior |previous |old |remote |healed )?(?:granulomatous|histoplasmosis|tuberculous|fungal) infections?",
+        r"(?:prior|previous|old|remote|healed) infections?", r"sequela\w* of (?:\w+ ){0,2}infections?")),
     _blocker("not-edema", _any(r"(?:soft tissue|subcutaneous|airway|mucosal|chest wall|facial|peripheral) (?:edema|swelling)")),
-    _blocker("not-device", _any(r"breast implants?", r"nipple (?:rings?|piercings?)", r"plate ?like", r"plate", r"tube ?like",
+    _blocker("not-device", _any(r"breast (?:implants?|prosthes[ie]s)", r"nipple (?:rings?|piercings?)", r"plate ?like", r"plate", r"tube ?like",
                                 r"lines?", r"(?:vertebral|vertebra|compression) (?:collapse|deformity)")),
-    _blocker("not-fracture", _any(r"fracture ?(?:risk)")),
+    _blocker("not-fracture", _any(r"fracture ?risk", r"(?:catheter|line|lead|wire|screw|hardware) fractures?",
+                                  r"fractured (?:\w+ ){0,3}?(?:leads?|wires?|catheters?|screws?|hardware)")),
     # --- pleura --------------------------------------------------------------------------------------
     _phrase("hydropneumothorax", r"(?:hydro|hemo|haemo)[\s\-]?pneumothora\w*", PTX, EFFUSION),
     _phrase("pneumothorax", _any(r"pneumothora\w*", r"pleural air(?: collections?)?", r"air in the pleural spaces?",
@@ -212,14 +233,16 @@ RULES: tuple[MentionRule, ...] = (
     _phrase("pleural-thickening", _any(
         r"pleural (?:thickening|plaques?|calcifications?|scar\w*|reaction|fibrosis|rind|calcified plaques?)",
         r"calcified pleura\w*(?: plaques?)?", r"thickening of the (?:\w+ ){0,2}pleura\w*", r"thickened pleura\w*",
-        r"(?:apical )?(?:pleural )?capping", r"apical (?:pleural )?(?:cap|caps|thickening|scar\w*)",
+        r"(?:apical )?(?:pleural )?capping", r"apical (?:pleural )?(?:cap|caps|thickening)", r"apical pleural scar\w*",
+        r"(?:interlobar )?(?:fissural|fissure) thickening", r"thickening (?:of|in|along) the (?:\w+ ){0,2}fissures?",
+        r"thickened (?:\w+ ){0,2}fissures?", r"pleural abnormalit(?:y|ies)",
         r"fibrothorax", r"pleural[\s\-]based (?:opacit\w+|densit\w+|thickening)"), PLEURAL_OTHER),
     _phrase("effusion", _any(
         r"(?:pleural )?effusions?", r"pleural fluid(?: collections?)?", r"hydrothorax", r"ha?emothorax",
         r"(?:fissural|subpulmonic|subpulmonary|loculated|layering) fluid",
         r"fluid (?:in|within|tracking (?:into|along)|along) the (?:\w+ ){0,2}(?:fissures?|pleural spaces?)",
-        r"blunt\w* (?:of )?(?:the )?(?:\w+ ){0,2}(?:costophrenic|cp|costodiaphragmatic) (?:angles?|sulcus|sulci|recess\w*)",
-        r"(?:costophrenic|cp) (?:angle|sulcus) blunting"), EFFUSION),
+        r"blunt\w* (?:of )?(?:the )?(?:\w+ ){0,2}(?:costophrenic|cp|costodiaphragmatic) " + _ANGLE,
+        r"(?:costophrenic|cp) (?:angle |sulcus |xxxx )?blunting"), EFFUSION),
     # --- heart and mediastinum as noun phrases --------------------------------------------------------
     _phrase("cardiomegaly", _any(
         r"cardiomegal\w*", r"cardiac enlargement", r"heart enlargement",
@@ -227,17 +250,23 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:increased|large) (?:heart|cardiac) (?:size|silhouette|shadow)",
         r"increase in (?:the )?(?:heart size|cardiac size|size of the (?:heart|cardiac silhouette))",
         r"prominent (?:heart|cardiac silhouette|cardiac shadow)", r"prominence of the (?:heart|cardiac silhouette)",
-        r"(?:left|right) ventricular (?:enlargement|hypertrophy|prominence)", r"(?:left|right) atrial enlargement",
+        r"(?:left |right |bi)?ventricular (?:enlargement|hypertrophy|prominence)",
+        r"(?:left |right |bi)?atrial enlargement",
+        r"(?:enlarged|prominent|dilated) (?:left |right )?(?:ventricle|atrium|ventricular contour|atrial contour)",
         r"cardiac (?:silhouette|shadow) enlargement", r"large heart"), CARDIO),
     MentionRule("enlarged-cardiomediastinal", _any(
         r"(?:enlarged|widened|prominent|wide) (?:cardio ?mediastinal|cardiac and mediastinal)(?: silhouettes?| contours?)?",
         r"enlargement of the (?:cardio ?mediastinal|cardiac and mediastinal) (?:silhouettes?|contours?)"),
         ((EC, CTX), (CARDIO, UNC))),
     _phrase("widened-mediastinum", _any(
-        r"mediastinal (?:widening|enlargement|prominence)", r"widening of the (?:\w+ )?mediastinum",
-        r"(?:widened|enlarged|prominent|wide) (?:superior )?mediastinum",
-        r"(?:widened|enlarged|prominent|wide) mediastinal (?:silhouettes?|contours?|shadows?)",
-        r"enlargement of the (?:\w+ )?mediastinum"), EC),
+        r"mediastinal (?:widening|enlargement|prominence|fullness)",
+        r"(?:widening|enlargement|prominence|fullness) of the (?:\w+ ){0,2}mediastin(?:um|al (?:contours?|silhouettes?|"
+        r"shadows?|width|structures))",
+        r"(?:widened|enlarged|prominent|wide|widening) (?:upper |superior )?mediastin(?:um|al (?:contours?|silhouettes?|"
+        r"shadows?|width|structures))",
+        r"(?:prominent|widened|wide|enlarged) (?:right )?(?:paratracheal (?:stripe|soft tissues?|contour)|vascular pedicle)",
+        r"(?:right )?paratracheal (?:stripe |soft tissue |soft tissues )?(?:prominence|widening|fullness|enlargement)",
+        r"(?:prominence|widening|fullness) of the (?:right )?paratracheal (?:stripe|soft tissues?)"), EC),
     # --- parenchyma ---------------------------------------------------------------------------------
     _phrase("edema", _any(
         r"interstitial (?:pulmonary )?edema", r"(?:pulmonary |alveolar |interstitial )?o?edema",
@@ -246,13 +275,17 @@ RULES: tuple[MentionRule, ...] = (
         r"congestive (?:heart )?failure", r"heart failure", r"chf", r"fluid overload", r"volume overload",
         r"cephalization", r"kerley (?:b )?lines", r"(?:increased|prominent|engorged|congested|indistinct|cephalized) "
         r"(?:pulmonary )?(?:vascularity|vasculature|vascular markings|vessels)"), EDEMA),
-    _phrase("consolidation", r"consolidat\w*", CONSOLIDATION),
+    _phrase("consolidation", _any(r"air ?space consolidat\w*", r"consolidat\w*"), CONSOLIDATION),
     _phrase("pneumonia", _any(r"(?:broncho)?pneumoni(?:a|as|c)", r"pneumonitis", r"infections?", r"infectious",
                               r"infective"), PNEUMONIA),
     _phrase("atelectasis", _any(
         r"atelecta\w*", r"(?:lobar|lobe|lung|segmental|subsegmental) collapse",
         r"collapse of the (?:\w+ ){0,3}(?:lobe|lung|segment)", r"collapsed (?:\w+ )?(?:lung|lobe|segment)"), ATELECTASIS),
-    _phrase("nodular-opacity", _any(r"nodular (?:opacit\w+|densit\w+|infiltrat\w+)"), LESION, OPACITY),
+    # A nodular or round opacity is a nodule (CheXpert: "nodular density" is a Lung Lesion) and an opacity.
+    _phrase("nodular-opacity", _any(
+        r"(?:nodular|fibronodular|round|rounded|circular|ovoid|oval|spherical|masslike|mass like) "
+        r"(?:(?!pleura|sclerotic|calcific|bony|osseous|metallic|radiopaque)\w+ ){0,2}?"
+        r"(?:opacit\w+|densit(?:y|ies)|infiltrat\w+|scar\w*|thickening)", r"fibronodular"), LESION, OPACITY),
     _phrase("lung-lesion", _any(
         r"nodul\w*", r"mass(?:es)?", r"(?:lung |pulmonary |cavitary |parenchymal )?lesions?", r"tumou?rs?",
         r"neoplasm\w*", r"malignan\w+", r"carcinoma", r"cancer", r"metasta\w+", r"cavitary \w+",
@@ -264,7 +297,7 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:increased|prominent|coarse|coarsened|accentuated|chronic) (?:interstitial |lung |pulmonary )?markings",
         r"reticulation", r"reticular", r"reticulonodular", r"scar\w*", r"fibros\w+", r"fibrotic", r"ground ?glass",
         r"haziness", r"hazy", r"peribronchial (?:thickening|cuffing)", r"bronchial wall thickening",
-        r"decreased (?:translucency|lucency)", r"airspace"), OPACITY),
+        r"decreased (?:translucency|lucency)"), OPACITY),
     # --- bones ----------------------------------------------------------------------------------------
     _phrase("fracture", _any(r"fractur\w*", r"fx"), FRACTURE),
     # --- devices --------------------------------------------------------------------------------------
@@ -286,7 +319,13 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:fixation|stabilization|fusion) (?:plates?|screws?|rods?|devices?)", r"screws?", r"rods?",
         r"prosthes[ei]s", r"arthroplast\w+", r"devices?", r"loop recorders?", r"(?:event|cardiac) monitors?",
         r"generators?", r"lvad", r"ventricular assist devices?", r"(?:intra ?aortic )?balloon pump", r"iabp",
-        r"electrodes?", r"wires?", r"coils?", r"leads"), DEVICES),
+        r"electrodes?", r"wires?", r"coils?", r"leads", r"(?:graft|bypass|surgical|cabg) markers?",
+        r"(?:neuro ?|spinal cord |spinal |vagal nerve |vagus nerve |nerve |deep brain |bone growth )?stimulators?",
+        r"tracheostomy", r"(?:bone )?anchors", r"occluders?", r"(?:internal )?fixation",
+        # a tip positioned in a central vein, the heart or the stomach belongs to a line or tube, even
+        # where the device's name was lost to de-identification ("right chest XXXX with tip in the SVC")
+        r"tips? (?:\w+ ){0,5}?(?:svc|superior vena cava|cavoatrial|caval ?atrial|cavo ?atrial|atriocaval|"
+        r"right atrium|brachiocephalic|stomach|right ventricle)"), DEVICES),
 )
 
 
