@@ -42,6 +42,10 @@ def make_celery(settings: Settings | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for messages of dead workers often enough that recovery takes about one
+            # visibility timeout, not kombu's default of ~100 s between sweeps.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 3)),
+            "unacked_restore_throttle": 1,
             # Lets STAT (priority 0) overtake routine work on the same queue.
             "priority_steps": list(range(10)),
             "queue_order_strategy": "priority",
