@@ -155,26 +155,14 @@ def random_bundle_512(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_random_bundle(tmp_path_factory.mktemp("bundle") / "random", image_size=512)
 
 
-@pytest.fixture
-def chest_dicom():  # noqa: ANN201
-    """Factory: the real chest CR from pydicom-data (RG1_UNCR) as a new study, new UIDs each call."""
-    import io
 
-    import pydicom
+@pytest.fixture
+def chest_dicom(make_chest_dicom):  # noqa: ANN001, ANN201
+    """Factory: the real chest CR from pydicom-data as a new study -> (study_uid, bytes)."""
     from pydicom.uid import generate_uid
 
-    import data_store
-
-    source = Path(data_store.__file__).parent / "data" / "RG1_UNCR.dcm"
-
     def make() -> tuple[str, bytes]:
-        ds = pydicom.dcmread(source)
-        ds.StudyInstanceUID = generate_uid()
-        ds.SeriesInstanceUID = generate_uid()
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        buf = io.BytesIO()
-        ds.save_as(buf)
-        return ds.StudyInstanceUID, buf.getvalue()
+        study_uid = generate_uid()
+        return study_uid, make_chest_dicom(real=True, study_uid=study_uid)
 
     return make

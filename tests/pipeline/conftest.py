@@ -9,11 +9,9 @@ from libs.pipeline.context import PipelineContext
 
 
 @pytest.fixture(scope="session")
-def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """TEST-ONLY random-weight bundle with a 64-pixel input (fast); never a default."""
-    from libs.bundle.testing import build_random_bundle
-
-    return build_random_bundle(tmp_path_factory.mktemp("bundle") / "random64", image_size=64)
+def small_bundle(random_bundle: Path) -> Path:
+    """The shared TEST-ONLY 64-pixel random bundle (ingestion follows the bundle's input size)."""
+    return random_bundle
 
 
 @pytest.fixture
