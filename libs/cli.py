@@ -68,8 +68,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = run_study(ctx, args.paths, request)
     except BundleUnavailable as exc:
         raise BundleUnavailable(
-            f"{exc.reason}. No model bundle is installed, so no report can be drafted: "
-            "install one (see README, 'Model bundle') or pass --bundle PATH"
+            f"{exc.reason}; no report can be drafted until one is installed "
+            "(see README, 'Model bundle') or given with --bundle PATH"
         ) from None
     if result.report is None:
         raise InputRejected(result.error or f"job ended in state {result.state.value}")
