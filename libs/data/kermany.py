@@ -1,0 +1,91 @@
+"""Kermany et al. pediatric chest X-rays (pneumonia vs normal), 224 px PNGs, training split only.
+
+Data: Kermany D, Zhang K, Goldbaum M. Mendeley Data V2, doi:10.17632/rscbjbr9sj.2; Kermany et al.,
+Cell 172(5):1122-1131, 2018. CC BY 4.0. See /work/shared/data/kermany_pneumonia_224/PROVENANCE.md.
+
+What the labels supervise: Pneumonia only (1 = pneumonia, 0 = normal). The other 13 observations are
+unknown (NaN) for every image: "normal" here means "no pneumonia in a pediatric film", not a full
+CheXpert No Finding read, so it is not used as a No Finding label.
+
+The validation split is made here (the original test split is withheld): grouped by patient_key,
+stratified by label, 80/20, seed 0, saved as file names in configs/splits/kermany_val.json.
+Byte-identical duplicates (duplicates.csv) are merged into one group and only the first copy is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from libs.core.config import REPO_ROOT
+from libs.data.records import ImageRecord, empty_labels
+from libs.data.splits import load_split, save_split, split_groups
+from libs.domain.labels import CHEXPERT_LABELS
+
+DEFAULT_ROOT = Path(os.environ.get("CXR_KERMANY_ROOT", "/work/shared/data/kermany_pneumonia_224"))
+DEFAULT_SPLIT_FILE = REPO_ROOT / "configs" / "splits" / "kermany_val.json"
+PNEUMONIA = CHEXPERT_LABELS.index("Pneumonia")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _deduplicated(root: Path) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """(rows without extra duplicate copies, file -> group key with duplicate groups merged)."""
+    rows = _read_csv(root / "labels.csv")
+    group = {r["file"]: r["patient_key"] for r in rows}
+    dup_path = root / "duplicates.csv"
+    dropped: set[str] = set()
+    if dup_path.is_file():
+        by_dup: dict[str, list[str]] = {}
+        for d in _read_csv(dup_path):
+            by_dup.setdefault(d["group"], []).append(d["file"])
+        for files in by_dup.values():
+            files = [f for f in files if f in group]
+            if not files:
+                continue
+            keep = files[0]
+            for f in files[1:]:
+                dropped.add(f)
+                old = group[f]
+                # Every file of the duplicate's patient joins the kept copy's group.
+                for other, g in group.items():
+                    if g == old:
+                        group[other] = group[keep]
+    return [r for r in rows if r["file"] not in dropped], group
+
+
+def make_split(root: Path = DEFAULT_ROOT, val_fraction: float = 0.2, seed: int = 0) -> dict[str, list[str]]:
+    rows, group = _deduplicated(Path(root))
+    return split_groups(((r["file"], group[r["file"]], r["label"]) for r in rows),
+                        (1.0 - val_fraction, val_fraction), seed=seed)
+
+
+def write_split(path: Path = DEFAULT_SPLIT_FILE, root: Path = DEFAULT_ROOT, seed: int = 0) -> Path:
+    parts = make_split(root, seed=seed)
+    return save_split(path, parts, dataset="kermany_pneumonia_224", grouped_by="patient_key (duplicates merged)",
+                      stratified_by="label", seed=seed, fractions={"train": 0.8, "val": 0.2})
+
+
+def load_kermany(root: Path | str = DEFAULT_ROOT, split_file: Path | str | None = DEFAULT_SPLIT_FILE) -> list[ImageRecord]:
+    """All deduplicated images as ImageRecords (Pneumonia labelled, others NaN), split from `split_file`.
+
+    Without a split file (None or missing) the split is computed (same function that wrote it).
+    """
+    root = Path(root)
+    rows, group = _deduplicated(root)
+    if split_file is not None and Path(split_file).is_file():
+        split = load_split(Path(split_file))
+    else:
+        parts = make_split(root)
+        split = {f: name for name, files in parts.items() for f in files}
+    records = []
+    for r in rows:
+        labels = empty_labels()
+        labels[PNEUMONIA] = float(int(r["pneumonia"]))
+        records.append(ImageRecord(path=str(root / r["file"]), labels=labels, group=group[r["file"]],
+                                   split=split.get(r["file"], "train"), view="AP"))
+    return records
