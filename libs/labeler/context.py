@@ -121,7 +121,7 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"(?:cannot|can not|can't|could not|couldn't) be (?:entirely |completely |totally |definitely )?"
         r"(?:excluded|ruled out)",
         r"(?:is|are) (?:also )?possible", r"(?:is|are|was|were) (?:also )?(?:suspected|questioned|favored)",
-        r"(?:may|might|could) be (?:present|seen)", r"(?:is|are) (?:not )?likely(?=\s*[.,;:]|\s*$)",
+        r"(?:may|might|could) be (?:present|seen)", r"(?:may|might|could) not be (?:\w+ )?" + _SEEN, r"(?:is|are) (?:not )?likely(?=\s*[.,;:]|\s*$)",
         r"\?",
     ),
     CueKind.BI_UNC: (r"versus", r"vs\.?", r"or less likely", r"and/or", r"suspected"),

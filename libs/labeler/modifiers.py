@@ -12,7 +12,7 @@ import re
 from libs.labeler.types import Laterality, Severity
 
 _LATERALITY = re.compile(
-    r"(?<![\w])(?:(?P<both>bilateral\w*|both|bibasa?l\w*|biapical\w*|(?:left|right) (?:greater|more|larger|worse|"
+    r"(?<![\w])(?:(?P<both>bilateral\w*|both|bibas\w*|biapical\w*|(?:left|right) (?:greater|more|larger|worse|"
     r"and|&) (?:than )?(?:left|right))|(?P<left>left|lingula\w*)|(?P<right>right))(?![\w])"
 )
 _SEVERITY = re.compile(
@@ -23,7 +23,10 @@ _SEVERITY = re.compile(
 )
 # Words after a mention that start someone else's phrase.
 _FORWARD_STOP = re.compile(r"[,;:(]|(?<![\w])(?:and|or|with|without|but|which|no|not)(?![\w])")
-_BACKWARD_STOP = re.compile(r"[,;:)]|(?<![\w])(?:and|or|with|without|but|which|of|from|to|for|versus|vs|in)(?![\w])")
+# ("and" between two sides, as in "right and left effusions", is part of the phrase.)
+_BACKWARD_STOP = re.compile(
+    r"[,;:)]|(?<![\w])(?:and(?!\s+(?:left|right)\b)|or|with|without|but|which|of|from|to|for|versus|vs|in)(?![\w])"
+)
 _SEVERITY_RANK = {"mild": 1, "moderate": 2, "severe": 3}
 _MAX_WINDOW = 60
 

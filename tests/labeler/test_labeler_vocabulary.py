@@ -1,0 +1,88 @@
+"""Mention phrases: synonyms that must be found, look-alikes that must not."""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.labeler import Status, label_report
+
+from .checks import expect
+
+POS, NEG = Status.POSITIVE, Status.NEGATIVE
+
+
+@pytest.mark.parametrize(
+    "text, observation, span",
+    [
+        ("Cardiomegaly.", "Cardiomegaly", "Cardiomegaly"),
+        ("The cardiac silhouette is enlarged.", "Cardiomegaly", "cardiac silhouette is enlarged"),
+        ("Enlarged heart.", "Cardiomegaly", "Enlarged heart"),
+        ("Enlargement of the cardiac silhouette.", "Cardiomegaly", "Enlargement of the cardiac silhouette"),
+        ("Heart size is mildly increased.", "Cardiomegaly", "Heart size is mildly increased"),
+        ("Widened mediastinum.", "Enlarged Cardiomediastinum", "Widened mediastinum"),
+        ("Prominence of the superior mediastinum.", "Enlarged Cardiomediastinum", "Prominence of the superior mediastinum"),
+        ("Patchy airspace disease in the left base.", "Lung Opacity", "airspace disease"),
+        ("Right lower lobe infiltrate.", "Lung Opacity", "infiltrate"),
+        ("Increased interstitial markings.", "Lung Opacity", "Increased interstitial markings"),
+        ("Biapical scarring.", "Lung Opacity", "scarring"),
+        ("A 1 cm nodule in the right upper lobe.", "Lung Lesion", "nodule"),
+        ("Right hilar mass.", "Lung Lesion", "mass"),
+        ("Pulmonary vascular congestion.", "Edema", "Pulmonary vascular congestion"),
+        ("Interstitial edema.", "Edema", "Interstitial edema"),
+        ("Congestive heart failure.", "Edema", "Congestive heart failure"),
+        ("Focal airspace consolidation in the lingula.", "Consolidation", "airspace consolidation"),
+        ("Right lower lobe pneumonia.", "Pneumonia", "pneumonia"),
+        ("Subsegmental atelectasis at the left base.", "Atelectasis", "atelectasis"),
+        ("Collapse of the left lower lobe.", "Atelectasis", "Collapse of the left lower lobe"),
+        ("Bilateral pneumothoraces.", "Pneumothorax", "pneumothoraces"),
+        ("Blunting of the left costophrenic angle.", "Pleural Effusion", "Blunting of the left costophrenic angle"),
+        ("The costophrenic angles are blunted.", "Pleural Effusion", "costophrenic angles are blunted"),
+        ("Costophrenic angle blunting on the right.", "Pleural Effusion", "Costophrenic angle blunting"),
+        ("Fluid in the minor fissure.", "Pleural Effusion", "Fluid in the minor fissure"),
+        ("Apical pleural thickening.", "Pleural Other", "Apical pleural thickening"),
+        ("Calcified pleural plaques.", "Pleural Other", "Calcified pleural plaques"),
+        ("Healed right rib fractures.", "Fracture", "fractures"),
+        ("Left chest wall pacemaker.", "Support Devices", "pacemaker"),
+        ("Right internal jugular central venous catheter.", "Support Devices", "central venous catheter"),
+        ("Endotracheal tube 4 cm above the carina.", "Support Devices", "Endotracheal tube"),
+        ("Sternotomy wires.", "Support Devices", "Sternotomy wires"),
+        ("Right chest XXXX with tip in the SVC.", "Support Devices", "tip in the SVC"),
+    ],
+)
+def test_mentions(text, observation, span):
+    expect(text, observation, POS, [span])
+
+
+def test_hydropneumothorax_is_both():
+    expect("Left hydropneumothorax.", "Pneumothorax", POS, ["hydropneumothorax"], laterality="left")
+    expect("Left hydropneumothorax.", "Pleural Effusion", POS, ["hydropneumothorax"], laterality="left")
+
+
+def test_nodular_opacity_is_lesion_and_opacity():
+    text = "Nodular opacity in the right upper lobe."
+    expect(text, "Lung Lesion", POS, ["Nodular opacity"], laterality="right")
+    expect(text, "Lung Opacity", POS, ["Nodular opacity"], laterality="right")
+
+
+@pytest.mark.parametrize(
+    "text, observation",
+    [
+        ("Small pericardial effusion.", "Pleural Effusion"),
+        ("Lytic lesion in the right humerus.", "Lung Lesion"),
+        ("Subcutaneous edema of the chest wall.", "Edema"),
+        ("Evidence of prior granulomatous infection.", "Pneumonia"),
+        ("Plate-like opacity.", "Support Devices"),
+        ("Bilateral breast implants.", "Support Devices"),
+        ("Midline trachea.", "Support Devices"),
+        ("Chest tube tip outside the thoracic cavity.", "Lung Lesion"),
+        ("Fractured pacemaker lead.", "Fracture"),
+    ],
+)
+def test_look_alikes_are_not_mentions(text, observation):
+    assert label_report(text).observations[observation].status is Status.NOT_MENTIONED
+
+
+def test_de_identified_angle():
+    # The IU reports replace some words by XXXX, "angle" among them.
+    expect("Blunting of the right costophrenic XXXX.", "Pleural Effusion", POS,
+           ["Blunting of the right costophrenic XXXX"], laterality="right")
