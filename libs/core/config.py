@@ -6,13 +6,60 @@ SQLite in ./var, an in-process queue and the bundle under models/reference.
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class PacsServer(BaseModel):
+    """One DICOMweb server (PACS/VNA) the platform pulls studies from and may store results to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(pattern=r"^https?://", description="DICOMweb root, e.g. http://orthanc:8042/dicom-web")
+    qido_prefix: str | None = None
+    wado_prefix: str | None = None
+    stow_prefix: str | None = None
+    auth: Literal["none", "basic", "bearer"] = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=3, ge=0, le=10, description="HTTP retries per request (connection errors, 408/429/503/504)")
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry delay; doubles each retry")
+    verify_tls: bool | str = Field(default=True, description="false, or a CA bundle path")
+    pull: bool = Field(default=True, description="look studies up here when they are not stored locally")
+    store_results: bool = Field(default=False, description="store each finished report here as a DICOM SR")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "PacsServer":
+        if self.auth == "basic" and not (self.username and self.password):
+            raise ValueError(f"PACS {self.name}: auth basic needs username and password")
+        if self.auth == "bearer" and not self.token:
+            raise ValueError(f"PACS {self.name}: auth bearer needs token")
+        return self
+
+
+def load_pacs_file(path: Path) -> list[PacsServer]:
+    """A YAML or JSON file: a list of servers, or {"pacs": [...]}. ${VAR} is taken from the environment."""
+    import yaml
+
+    text = os.path.expandvars(Path(path).read_text())
+    data = json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
+    if isinstance(data, dict):
+        data = data.get("pacs", [])
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of PACS servers (or a 'pacs:' key holding one)")
+    return [PacsServer.model_validate(item) for item in data]
 
 
 class Settings(BaseSettings):
@@ -37,6 +84,52 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(default=512, ge=1)
     step_delay_s: float = Field(default=0.0, ge=0, description="Fault injection: sleep before each step (tests)")
     long_poll_max_s: float = Field(default=60.0, ge=0)
+    # PACS over DICOMweb (docs/pacs.md): a list (CXR_PACS as JSON, or given directly), a file
+    # (CXR_PACS_CONFIG, YAML/JSON), and/or one default server from CXR_PACS_URL and friends.
+    pacs: list[PacsServer] = Field(default_factory=list)
+    pacs_config: Path | None = Field(default=None, description="YAML/JSON file listing PACS servers")
+    pacs_url: str | None = Field(default=None, description="DICOMweb root of one default PACS")
+    pacs_auth: Literal["none", "basic", "bearer"] = "none"
+    pacs_username: str | None = None
+    pacs_password: SecretStr | None = None
+    pacs_token: SecretStr | None = None
+    pacs_connect_timeout_s: float = Field(default=5.0, gt=0)
+    pacs_read_timeout_s: float = Field(default=60.0, gt=0)
+    pacs_retries: int = Field(default=3, ge=0, le=10)
+    pacs_store_results: bool = False
+    # Studies pushed with STOW-RS get a job on their own once no instance arrived for this long.
+    auto_report_on_stable: bool = False
+    stable_study_age_s: float = Field(default=60.0, ge=0)
+    stable_study_poll_s: float = Field(default=5.0, gt=0)
+    stable_study_lookback_s: float = Field(default=86400.0, gt=0, description="older studies are never picked up")
+
+    @model_validator(mode="after")
+    def _collect_pacs(self) -> "Settings":
+        servers = list(self.pacs)
+        if self.pacs_config is not None:
+            servers += load_pacs_file(self.pacs_config)
+        if self.pacs_url:
+            servers.append(PacsServer(
+                name="default", url=self.pacs_url, auth=self.pacs_auth, username=self.pacs_username,
+                password=self.pacs_password, token=self.pacs_token,
+                connect_timeout_s=self.pacs_connect_timeout_s, read_timeout_s=self.pacs_read_timeout_s,
+                retries=self.pacs_retries, store_results=self.pacs_store_results,
+            ))
+        names = [p.name for p in servers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"PACS names must be unique: {names}")
+        self.pacs = servers
+        self.pacs_config = None
+        self.pacs_url = None
+        return self
+
+    @property
+    def pull_servers(self) -> list[PacsServer]:
+        return [p for p in self.pacs if p.pull]
+
+    @property
+    def result_servers(self) -> list[PacsServer]:
+        return [p for p in self.pacs if p.store_results]
 
     @property
     def sqlalchemy_url(self) -> str:
