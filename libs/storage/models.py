@@ -53,6 +53,9 @@ class JobRow(Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     requires_review: Mapped[bool | None] = mapped_column(Boolean)
     review_reasons: Mapped[list[str] | None] = mapped_column(JSON)
+    # DICOM SR store-back to the PACS (migration 0002): null when no PACS takes results.
+    results_state: Mapped[str | None] = mapped_column(String(16))
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     events: Mapped[list["JobEventRow"]] = relationship(
         back_populates="job", order_by="JobEventRow.id", cascade="all, delete-orphan"
