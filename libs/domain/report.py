@@ -19,6 +19,22 @@ class Finding(BaseModel):
     is_critical: bool = False
 
 
+class QaSummary(BaseModel):
+    """What QA found comparing the report text with the detection head; kept per study for monitoring."""
+
+    critical: list[str] = Field(default_factory=list, description="Critical observations either side reports")
+    hallucinations: list[str] = Field(
+        default_factory=list, description="In the text, not seen by the detection head (assessed observations)"
+    )
+    omissions: list[str] = Field(default_factory=list, description="Seen by the detection head, missing from the text")
+    laterality_conflicts: list[str] = Field(
+        default_factory=list, description="Side in the text contradicts the side of the head's box"
+    )
+    low_confidence: list[str] = Field(default_factory=list, description="Findings below the request's threshold")
+    hallucination_count: int = 0
+    omission_count: int = 0
+
+
 class Report(BaseModel):
     report_id: str
     study_id: str
@@ -35,3 +51,5 @@ class Report(BaseModel):
     review_reasons: list[str] = Field(default_factory=list)
     # The draft is never final: only a radiologist signs a report.
     report_status: Literal["preliminary"] = "preliminary"
+    template: str | None = Field(default=None, description="The report template the text was written with")
+    qa: QaSummary | None = Field(default=None, description="QA's comparison of text and detection head")
