@@ -81,6 +81,9 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"not well (?:evaluated|assessed)", r"not only",
         r"not (?:\w+ )?(?:be )?(?:evaluated|assessed)", r"gram negative", r"no longer than", r"cannot be assessed",
         r"to suggest", r"to indicate",  # "no X to suggest Y": the negation governs Y (kept as pseudo)
+        # "almost completely resolved" still says the finding is there
+        r"(?:almost|nearly|partially|incompletely) (?:completely )?resolved", r"not (?:completely|entirely|fully) resolved",
+        r"(?:almost|nearly|partially|incompletely) resolving",
     ),
     CueKind.PRE_NEG: (
         r"no", r"not", r"without", r"w/o", r"nor", r"neither", r"never", r"negative for", r"free of", r"clear of",
@@ -111,6 +114,7 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"presumed", r"presumably", r"query", r"evaluate for", r"assess for", r"rule out", r"r/o",
         r"evaluation (?:for|of)", r"assessment (?:for|of)", r"to (?:evaluate|assess|exclude|rule out)(?: for)?",
         r"cannot exclude the possibility of", r"possibility of", r"perhaps", r"potential", r"potentially",
+        r"favoring", r"favored as", r"favor", r"consider", r"considering",
     ),
     CueKind.WEAK_UNC: (
         r"suggestive of", r"suggests", r"suggesting", r"suggest", r"indicative of", r"concerning",
@@ -121,7 +125,9 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"(?:cannot|can not|can't|could not|couldn't) be (?:entirely |completely |totally |definitely )?"
         r"(?:excluded|ruled out)",
         r"(?:is|are) (?:also )?possible", r"(?:is|are|was|were) (?:also )?(?:suspected|questioned|favored)",
-        r"(?:may|might|could) be (?:present|seen)", r"(?:may|might|could) not be (?:\w+ )?" + _SEEN, r"(?:is|are) (?:not )?likely(?=\s*[.,;:]|\s*$)",
+        r"(?:may|might|could) be (?:present|seen)", r"(?:may|might|could) not be (?:\w+ )?" + _SEEN,
+        r"(?:is|are) (?:also )?(?:in|within) the differential(?: diagnosis)?", r"(?:is|are) (?:also )?considered",
+        r"(?:would|could|should|is|are) (?:also )?(?:be )?(?:a )?considerations?", r"(?:is|are) (?:not )?likely(?=\s*[.,;:]|\s*$)",
         r"\?",
     ),
     CueKind.BI_UNC: (r"versus", r"vs\.?", r"or less likely", r"and/or", r"suspected"),
@@ -139,7 +145,7 @@ _CLAUSE_STARTERS = (
 _LIST_WORDS = r"small|smaller|tiny|trace|large|larger|left|right|bilateral|bibasilar|patchy|streaky|linear"
 TERMINATORS = re.compile(
     r"(?<![\w])(?:but|however|although|though|except|excepting|aside from|apart from|other than|besides|which|"
-    r"whereas|while|yet|with|given|in addition|additionally|otherwise|"
+    r"whereas|while|yet|(?<!compatible )(?<!consistent )(?<!associated )with|given|in addition|additionally|otherwise|"
     r"there (?:is|are|was|were|has been|have been)|resulting in|causing)(?![\w])"
     r"|[;:]|\(|\)"
     r"|(?:,\s*|(?<![\w])and\s+)(?=(?:" + _CLAUSE_STARTERS + r")(?![\w]))"

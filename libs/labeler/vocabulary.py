@@ -220,8 +220,12 @@ RULES: tuple[MentionRule, ...] = (
     _blocker("not-edema", _any(r"(?:soft tissue|subcutaneous|airway|mucosal|chest wall|facial|peripheral) (?:edema|swelling)")),
     _blocker("not-device", _any(r"breast (?:implants?|prosthes[ie]s)", r"nipple (?:rings?|piercings?)", r"plate ?like", r"plate", r"tube ?like",
                                 r"lines?", r"(?:vertebral|vertebra|compression) (?:collapse|deformity)")),
-    _blocker("not-fracture", _any(r"fracture ?risk", r"(?:catheter|line|lead|wire|screw|hardware) fractures?",
-                                  r"fractured (?:\w+ ){0,3}?(?:leads?|wires?|catheters?|screws?|hardware)")),
+    _blocker("not-fracture", _any(r"fracture ?risk")),
+    # A broken device is a device finding, not a bone fracture.
+    _phrase("device-fracture", _any(
+        r"(?:(?:central |venous |central venous |tunneled |dialysis )?catheter|line|lead|wire|screw|hardware) fractures?",
+        r"fractured (?:\w+ ){0,3}?(?:leads?|wires?|catheters?|screws?|hardware)",
+        r"(?:screws?|leads?|wires?|hardware|catheter) (?:is|are|appears?) (?:\w+ )?fractured"), DEVICES),
     # --- pleura --------------------------------------------------------------------------------------
     _phrase("hydropneumothorax", r"(?:hydro|hemo|haemo)[\s\-]?pneumothora\w*", PTX, EFFUSION),
     _phrase("pneumothorax", _any(r"pneumothora\w*", r"pleural air(?: collections?)?", r"air in the pleural spaces?",
@@ -242,14 +246,16 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:fissural|subpulmonic|subpulmonary|loculated|layering) fluid",
         r"fluid (?:in|within|tracking (?:into|along)|along) the (?:\w+ ){0,2}(?:fissures?|pleural spaces?)",
         r"blunt\w* (?:of )?(?:the )?(?:\w+ ){0,2}(?:costophrenic|cp|costodiaphragmatic) " + _ANGLE,
-        r"(?:costophrenic|cp) (?:angle |sulcus |xxxx )?blunting"), EFFUSION),
+        r"(?:costophrenic|cp) (?:angle |sulcus |xxxx )?blunting",
+        r"blunt\w* (?:of )?(?:the )?(?:\w+ ){0,2}(?:sulci|sulcus)"), EFFUSION),
     # --- heart and mediastinum as noun phrases --------------------------------------------------------
     _phrase("cardiomegaly", _any(
         r"cardiomegal\w*", r"cardiac enlargement", r"heart enlargement",
         r"enlarge(?:d|ment of the|ment of) (?:\w+ )?(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)?",
         r"(?:increased|large) (?:heart|cardiac) (?:size|silhouette|shadow)",
         r"increase in (?:the )?(?:heart size|cardiac size|size of the (?:heart|cardiac silhouette))",
-        r"prominent (?:heart|cardiac silhouette|cardiac shadow)", r"prominence of the (?:heart|cardiac silhouette)",
+        r"prominent (?:heart|cardiac silhouette|cardiac shadow)",
+        r"prominence of the (?:left |right )?(?:heart|cardiac silhouette|cardiac contour)",
         r"(?:left |right |bi)?ventricular (?:enlargement|hypertrophy|prominence)",
         r"(?:left |right |bi)?atrial enlargement",
         r"(?:enlarged|prominent|dilated) (?:left |right )?(?:ventricle|atrium|ventricular contour|atrial contour)",
@@ -274,7 +280,7 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:pulmonary|venous|vascular|central vascular|hilar|perihilar) congestion", r"congestion",
         r"congestive (?:heart )?failure", r"heart failure", r"chf", r"fluid overload", r"volume overload",
         r"cephalization", r"kerley (?:b )?lines", r"(?:increased|prominent|engorged|congested|indistinct|cephalized) "
-        r"(?:pulmonary )?(?:vascularity|vasculature|vascular markings|vessels)"), EDEMA),
+        r"(?:pulmonary |lung )?(?:vascularity|vasculature|vascular markings|vessels)"), EDEMA),
     _phrase("consolidation", _any(r"air ?space consolidat\w*", r"consolidat\w*"), CONSOLIDATION),
     _phrase("pneumonia", _any(r"(?:broncho)?pneumoni(?:a|as|c)", r"pneumonitis", r"infections?", r"infectious",
                               r"infective"), PNEUMONIA),
@@ -295,6 +301,8 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:interstitial|reticular|reticulonodular|reticulo nodular) (?:markings?|opacit\w+|prominence|pattern|"
         r"changes?|thickening|densit\w+|infiltrat\w+|process|disease|lung disease|abnormalit\w+|fibrosis|scar\w*)",
         r"(?:increased|prominent|coarse|coarsened|accentuated|chronic) (?:interstitial |lung |pulmonary )?markings",
+        r"(?:prominence|increase|accentuation|coarsening) (?:of|in) (?:the )?(?:\w+ )?(?:interstitial |lung |pulmonary )?"
+        r"(?:markings|interstitium)", r"(?:prominent|thickened|coarse) (?:pulmonary )?interstitium",
         r"reticulation", r"reticular", r"reticulonodular", r"scar\w*", r"fibros\w+", r"fibrotic", r"ground ?glass",
         r"haziness", r"hazy", r"peribronchial (?:thickening|cuffing)", r"bronchial wall thickening",
         r"decreased (?:translucency|lucency)"), OPACITY),
@@ -324,7 +332,7 @@ RULES: tuple[MentionRule, ...] = (
         r"tracheostomy", r"(?:bone )?anchors", r"occluders?", r"(?:internal )?fixation",
         # a tip positioned in a central vein, the heart or the stomach belongs to a line or tube, even
         # where the device's name was lost to de-identification ("right chest XXXX with tip in the SVC")
-        r"tips? (?:\w+ ){0,5}?(?:svc|superior vena cava|cavoatrial|caval ?atrial|cavo ?atrial|atriocaval|"
+        r"tips? (?:\w+ ){0,7}?(?:svc|superior vena cava|cavoatrial|caval ?atrial|cavo ?atrial|atriocaval|"
         r"right atrium|brachiocephalic|stomach|right ventricle)"), DEVICES),
 )
 

@@ -24,6 +24,9 @@ UNC, POS, NEG = Status.UNCERTAIN, Status.POSITIVE, Status.NEGATIVE
         ("Questionable small nodule in the right apex.", "Lung Lesion", "nodule", "Questionable"),
         ("Differential diagnosis includes infection.", "Pneumonia", "infection", "Differential diagnosis"),
         ("Rule out pneumonia.", "Pneumonia", "pneumonia", "Rule out"),
+        ("Mild opacities bilaterally, favoring scar or atelectasis.", "Atelectasis", "atelectasis", "favoring"),
+        ("Interstitial opacities which may be compatible with mild pulmonary edema.", "Edema", "pulmonary edema", "may"),
+        ("Please note that fractures may not be demonstrated.", "Fracture", "fractures", "may not be demonstrated"),
     ],
 )
 def test_pre_uncertainty(text, observation, span, cue):
@@ -39,6 +42,8 @@ def test_pre_uncertainty(text, observation, span, cue):
         ("Early pneumonia is possible.", "Pneumonia", "pneumonia"),
         ("Small bilateral pleural effusions suspected.", "Pleural Effusion", "pleural effusions"),
         ("Pneumonia?", "Pneumonia", "Pneumonia"),
+        ("Pneumonia is in the differential.", "Pneumonia", "Pneumonia"),
+        ("A superimposed pneumonia would be a consideration.", "Pneumonia", "pneumonia"),
     ],
 )
 def test_post_uncertainty(text, observation, span):
@@ -88,3 +93,9 @@ def test_nearest_cue_wins():
 def test_positive_mention_beats_uncertain_one():
     text = "Possible pneumonia in the right base. Left lower lobe pneumonia."
     expect(text, "Pneumonia", POS, ["pneumonia"])
+
+
+def test_partially_resolved_is_still_there():
+    expect("COPD with almost completely resolved right apical pneumothorax.", "Pneumothorax", POS,
+           ["pneumothorax"], laterality="right")
+    expect("Partially resolved left lower lobe pneumonia.", "Pneumonia", POS, ["pneumonia"])

@@ -47,6 +47,13 @@ POS, NEG = Status.POSITIVE, Status.NEGATIVE
         ("Endotracheal tube 4 cm above the carina.", "Support Devices", "Endotracheal tube"),
         ("Sternotomy wires.", "Support Devices", "Sternotomy wires"),
         ("Right chest XXXX with tip in the SVC.", "Support Devices", "tip in the SVC"),
+        ("Right chest XXXX with the distal tip at the level of the mid SVC.", "Support Devices",
+         "tip at the level of the mid SVC"),
+        ("Slight basilar prominence of lung markings.", "Lung Opacity", "prominence of lung markings"),
+        ("Prominent interstitium.", "Lung Opacity", "Prominent interstitium"),
+        ("Stable prominence of the right cardiac silhouette.", "Cardiomegaly", "prominence of the right cardiac silhouette"),
+        ("Blunting of the lateral sulci bilaterally.", "Pleural Effusion", "Blunting of the lateral sulci"),
+        ("Bilateral prominent lung vascularity.", "Edema", "prominent lung vascularity"),
     ],
 )
 def test_mentions(text, observation, span):
@@ -76,6 +83,8 @@ def test_nodular_opacity_is_lesion_and_opacity():
         ("Midline trachea.", "Support Devices"),
         ("Chest tube tip outside the thoracic cavity.", "Lung Lesion"),
         ("Fractured pacemaker lead.", "Fracture"),
+        ("The lateral most screw is fractured.", "Fracture"),
+        ("Left central venous catheter fracture at the level of the clavicle.", "Fracture"),
     ],
 )
 def test_look_alikes_are_not_mentions(text, observation):
@@ -86,3 +95,9 @@ def test_de_identified_angle():
     # The IU reports replace some words by XXXX, "angle" among them.
     expect("Blunting of the right costophrenic XXXX.", "Pleural Effusion", POS,
            ["Blunting of the right costophrenic XXXX"], laterality="right")
+
+
+def test_broken_device_is_a_device_not_a_fracture():
+    text = "Left central venous catheter fracture at the level of the clavicle."
+    expect(text, "Support Devices", POS, ["central venous catheter fracture"], laterality="left")
+    assert label_report(text).observations["Fracture"].status is Status.NOT_MENTIONED
