@@ -1,38 +1,38 @@
 """Reference labels for the IU reports: their manual MeSH "major" terms mapped to the 14 observations.
 
 A MeSH major term is "Term/qualifier/qualifier..." ("Pleural Effusion/bilateral/small",
-"Opacity/lung/base/left"). The mapping follows CheXpert's definitions, the same ones the labeler
-implements, so that a disagreement means one of the two read the report differently:
+"Opacity/lung/base/left"). The mapping follows CheXpert's definitions, the ones the labeler
+implements, so that a disagreement means the labeler and the indexer read the report differently.
 
-| MeSH term (qualifiers)                                          | observation                 |
-|-----------------------------------------------------------------|-----------------------------|
-| Cardiomegaly; Cardiac Shadow/enlarged|borderline|prominent;      | Cardiomegaly                |
-|   Heart Ventricles|Heart Atria/enlarged|prominent;               |                             |
-|   Thickening/heart ventricles                                   |                             |
-| Mediastinum/prominent|enlarged|widened (not lymph nodes)        | Enlarged Cardiomediastinum  |
-| Opacity, Density, Infiltrate, Airspace Disease (in the lung:     | Lung Opacity                |
-|   not mediastinum/paratracheal/bone/breast/soft tissue sites);  |                             |
-|   Markings or Lung or Thickening with "interstitial";           |                             |
-|   Thickening/.../bronchi; Cicatrix (not pleura);                |                             |
-|   Lung Diseases, Interstitial; Pulmonary Fibrosis; Fibrosis     |                             |
-| Nodule, Mass, Cavitation (not breast)                           | Lung Lesion                 |
-| Pulmonary Edema; Pulmonary Congestion; Heart Failure            | Edema                       |
-| Consolidation                                                   | Consolidation               |
-| Pneumonia                                                       | Pneumonia                   |
-| Pulmonary Atelectasis                                           | Atelectasis                 |
-| Pneumothorax; Hydropneumothorax; Hemopneumothorax               | Pneumothorax                |
-| Pleural Effusion; Hydropneumothorax; Hemothorax;                | Pleural Effusion            |
-|   Hemopneumothorax; Costophrenic Angle|Sulcus|Pleura/blunted|obscured |                        |
-| Thickening/pleura; Cicatrix/pleura; Pleura (not blunted)        | Pleural Other               |
-| Fractures, Bone                                                 | Fracture                    |
-| Catheters, Indwelling; Implanted Medical Device; Surgical       | Support Devices             |
-|   Instruments; Tube, Inserted; Stents; Medical Device; Sutures  |                             |
-| (none of the above except Support Devices)                      | No Finding                  |
+    Cardiomegaly ............... Cardiomegaly; Cardiac Shadow with enlarged/borderline/prominent;
+                                 Heart Ventricles or Heart Atria with enlarged/prominent;
+                                 Thickening/heart ventricles
+    Enlarged Cardiomediastinum . Mediastinum with prominent/enlarged/widened (not lymph nodes)
+    Lung Opacity ............... Opacity, Density, Infiltrate, Airspace Disease, unless a qualifier puts
+                                 them outside the lung (mediastinum, paratracheal, spine, breast, soft
+                                 tissue, ...; ribs/clavicle do not: "projecting over the 5th rib");
+                                 Markings unless bronchovascular/paratracheal/sulcus; Lung/interstitial;
+                                 Thickening with interstitial/bronchi; Cicatrix (not pleura);
+                                 Lung Diseases, Interstitial; Pulmonary Fibrosis; Fibrosis
+    Lung Lesion ................ Nodule, Mass, Cavitation (not breast); an Opacity/Density/Infiltrate
+                                 qualified "round" (the indexers' way of writing "nodular density")
+    Edema ...................... Pulmonary Edema; Pulmonary Congestion; Heart Failure
+    Consolidation .............. Consolidation
+    Pneumonia .................. Pneumonia
+    Atelectasis ................ Pulmonary Atelectasis
+    Pneumothorax ............... Pneumothorax; Hydropneumothorax; Hemopneumothorax
+    Pleural Effusion ........... Pleural Effusion; Hydropneumothorax; Hemopneumothorax; Hemothorax;
+                                 Costophrenic Angle, Sulcus or Pleura with blunted/obscured
+    Pleural Other .............. Thickening/pleura; Cicatrix/pleura; Calcinosis/pleura; Pleura (other)
+    Fracture ................... Fractures, Bone
+    Support Devices ............ Catheters, Indwelling; Implanted Medical Device; Surgical Instruments;
+                                 Tube, Inserted; Stents; Medical Device; Sutures
+    No Finding ................. derived: none of the above except Support Devices
 
 Everything else (emphysema, granulomas, calcinosis, degenerative spine, hypoinflation, hiatal hernia,
-"normal", ...) is outside the 14 observations, as in CheXpert. "Spinal Fusion" is left out too: it names a
-procedure (or a congenital/ankylotic fusion), not a device the report necessarily mentions. Reports whose only term is
-"No Indexing" are not indexed at all and are left out of the evaluation.
+"normal", ...) is outside the 14 observations, as in CheXpert. "Spinal Fusion" is left out too: it
+names a procedure (or a congenital/ankylotic fusion), not a device the report necessarily mentions.
+Reports whose only term is "No Indexing" are not indexed and are left out of the evaluation.
 """
 
 from __future__ import annotations
