@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     stable_study_age_s: float = Field(default=60.0, ge=0)
     stable_study_poll_s: float = Field(default=5.0, gt=0)
     stable_study_lookback_s: float = Field(default=86400.0, gt=0, description="older studies are never picked up")
+    # FHIR (docs/fhir.md): an external FHIR R4 server reports are pushed to (python -m libs.fhir.push).
+    fhir_push_url: str | None = Field(default=None, description="FHIR R4 base URL to push reports to; unset: no push")
+    fhir_push_retries: int = Field(default=3, ge=0, le=20)
+    fhir_push_timeout_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _collect_pacs(self) -> "Settings":
