@@ -1,0 +1,210 @@
+"""The bundle's report-text decoder: prompt format, tokenizer, and greedy generation with a KV cache.
+
+Contract (docs/bundle.md, "Decoder"): `files.decoder` is one ONNX graph that runs a decoder *step*:
+
+    inputs   input_ids              int64   [N, T]        new tokens (the whole prompt on the first step, then 1)
+             prefix_embeds          float32 [N, P, D]     only when manifest generation.image_tokens is true:
+                                                          the encoder's `image_tokens` on the first step, P = 0 after
+             past_key.<i>, past_value.<i>  float32 [N, H, L, Dh]  for each layer i; L = 0 on the first step
+    outputs  logits                 float32 [N, V]        next-token logits at the last position
+             present_key.<i>, present_value.<i>  float32 [N, H, L + P + T, Dh]
+
+Positions are numbered from L inside the graph. The prompt is `build_prompt(context, predictions)`
+(format "cxr-findings-v1"), encoded by the bundle's tokenizer and framed `<bos> prompt <sep>`; the
+report is generated after `<sep>` until `<eos>` or `generation.max_new_tokens`. Everything here is plain
+numpy + onnxruntime, so the services need no torch and no `tokenizers`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from libs.bundle.bpe import BPETokenizer, normalize_text
+from libs.core.errors import BundleUnavailable
+from libs.domain.labels import CHEXPERT_LABELS
+
+PROMPT_FORMAT = "cxr-findings-v1"
+PAD, UNK, BOS, EOS, SEP = "<pad>", "<unk>", "<bos>", "<eos>", "<sep>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS, SEP)
+
+INPUT_IDS = "input_ids"
+INPUT_PREFIX = "prefix_embeds"
+OUTPUT_LOGITS = "logits"
+ENCODER_IMAGE_TOKENS = "image_tokens"
+MAX_INDICATION_CHARS = 200
+
+
+def past_names(i: int) -> tuple[str, str]:
+    return f"past_key.{i}", f"past_value.{i}"
+
+
+def present_names(i: int) -> tuple[str, str]:
+    return f"present_key.{i}", f"present_value.{i}"
+
+
+# -- prompt (shared by training and serving: change it and PROMPT_FORMAT together) ------------------
+
+def context_prompt(age: int | None = None, sex: str | None = None, indication: str | None = None,
+                   has_prior: bool = False) -> str:
+    """'age 54; female; indication: chest pain; prior study' (parts omitted when unknown), or 'none'."""
+    from libs.domain.context import ClinicalContext
+
+    indication = normalize_text(indication or "")[:MAX_INDICATION_CHARS] or None
+    sex = sex if sex in ("M", "F", "O", "U") else None
+    age = age if age is not None and 0 <= age <= 130 else None
+    text = ClinicalContext(age=age, sex=sex, indication=indication).as_prompt()
+    if has_prior:
+        text = f"{text}; prior study" if text else "prior study"
+    return text or "none"
+
+
+def context_prompt_from(context) -> str:
+    """context_prompt for a libs.domain.context.ClinicalContext (or None)."""
+    if context is None:
+        return "none"
+    return context_prompt(context.age, context.sex, context.indication, bool(context.prior_studies))
+
+
+def findings_prompt(findings: Sequence[tuple[str, float, bool]]) -> str:
+    """[(label, probability, positive)] of the ASSESSED labels -> 'pneumonia yes 0.9; edema no 0.1'.
+
+    Labels are written in CHEXPERT_LABELS order, lower case; labels that are not assessed are left
+    out (the decoder must not read them as negative); with none assessed: 'not assessed'.
+    """
+    by_label = {label: (p, pos) for label, p, pos in findings}
+    parts = []
+    for label in CHEXPERT_LABELS:
+        if label in by_label:
+            p, pos = by_label[label]
+            parts.append(f"{label.lower()} {'yes' if pos else 'no'} {min(max(p, 0.0), 1.0):.1f}")
+    return "; ".join(parts) if parts else "not assessed"
+
+
+def build_prompt(context_text: str, findings_text: str) -> str:
+    return f"context: {context_text} | findings: {findings_text}"
+
+
+def prompt_for(predictions, context=None) -> str:
+    """Prompt for one image from its LabelPredictions (libs.domain.model_output) and ClinicalContext."""
+    findings = [(p.label, float(p.probability), bool(p.positive)) for p in predictions if p.assessed]
+    return build_prompt(context_prompt_from(context), findings_prompt(findings))
+
+
+# -- generation -------------------------------------------------------------------------------------
+
+@dataclass
+class Generated:
+    text: str
+    token_ids: list[int]
+    ms: float
+
+
+def _banned_by_ngram(tokens: list[int], n: int) -> set[int]:
+    """Tokens that would repeat an n-gram already present in `tokens` (no_repeat_ngram_size)."""
+    if n <= 0 or len(tokens) < n:
+        return set()
+    prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
+    banned = set()
+    for i in range(len(tokens) - n + 1):
+        if tuple(tokens[i:i + n - 1]) == prefix:
+            banned.add(tokens[i + n - 1])
+    return banned
+
+
+class ReportDecoder:
+    """Loads decoder.onnx + tokenizer.json and generates greedily, one study at a time (N = 1)."""
+
+    def __init__(self, decoder_path: Path, tokenizer_path: Path, *, max_new_tokens: int = 160,
+                 no_repeat_ngram_size: int = 0, providers: list[str] | None = None, session_options=None):
+        import onnxruntime as ort
+
+        try:
+            self.tokenizer = BPETokenizer.from_file(tokenizer_path)
+            self.bos, self.eos, self.sep = (self.tokenizer.token_id(t) for t in (BOS, EOS, SEP))
+        except (OSError, ValueError, KeyError) as exc:
+            raise BundleUnavailable(f"cannot load tokenizer {tokenizer_path}: {exc}") from None
+        try:
+            self._session = ort.InferenceSession(str(decoder_path), sess_options=session_options,
+                                                 providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BundleUnavailable(f"cannot load decoder {decoder_path}: {first}") from None
+        self.max_new_tokens = max_new_tokens
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if INPUT_IDS not in inputs or inputs[INPUT_IDS].type != "tensor(int64)":
+            raise BundleUnavailable(f"decoder must have an int64 input {INPUT_IDS!r}")
+        if OUTPUT_LOGITS not in outputs:
+            raise BundleUnavailable(f"decoder has no output {OUTPUT_LOGITS!r}")
+        self.n_layers = 0
+        while past_names(self.n_layers)[0] in inputs:
+            self.n_layers += 1
+        if self.n_layers == 0:
+            raise BundleUnavailable("decoder has no past_key.0 input (a step graph with a key/value cache is required)")
+        self._past_shapes = []
+        for i in range(self.n_layers):
+            for name in past_names(i):
+                arg = inputs.get(name)
+                if arg is None or arg.type != "tensor(float)" or len(arg.shape or []) != 4:
+                    raise BundleUnavailable(f"decoder input {name!r} must be float32 [N, H, L, Dh]")
+                h, dh = arg.shape[1], arg.shape[3]
+                if not (isinstance(h, int) and isinstance(dh, int)):
+                    raise BundleUnavailable(f"decoder input {name!r} needs fixed H and Dh dims, got {arg.shape}")
+            for name in present_names(i):
+                if name not in outputs:
+                    raise BundleUnavailable(f"decoder has no output {name!r}")
+            self._past_shapes.append((inputs[past_names(i)[0]].shape[1], inputs[past_names(i)[0]].shape[3]))
+        self.has_prefix = INPUT_PREFIX in inputs
+        if self.has_prefix:
+            shape = inputs[INPUT_PREFIX].shape
+            self.prefix_dim = shape[2] if shape and isinstance(shape[2], int) else None
+        self._output_names = [OUTPUT_LOGITS] + [n for i in range(self.n_layers) for n in present_names(i)]
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return [self.bos, *self.tokenizer.encode(prompt), self.sep]
+
+    def _step(self, ids: list[int], past: list[np.ndarray], prefix: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        feed = {INPUT_IDS: np.asarray([ids], dtype=np.int64)}
+        for i in range(self.n_layers):
+            k, v = past_names(i)
+            feed[k], feed[v] = past[2 * i], past[2 * i + 1]
+        if self.has_prefix:
+            if prefix is None:
+                prefix = np.zeros((1, 0, self.prefix_dim or 1), dtype=np.float32)
+            feed[INPUT_PREFIX] = prefix
+        out = self._session.run(self._output_names, feed)
+        return out[0], out[1:]
+
+    def generate(self, prompt: str, prefix: np.ndarray | None = None, max_new_tokens: int | None = None) -> Generated:
+        """Greedy decoding of one report. `prefix`: float32 [1, P, D] image tokens, or None."""
+        start = time.perf_counter()
+        if prefix is not None and not self.has_prefix:
+            raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
+        past = [np.zeros((1, h, 0, dh), dtype=np.float32) for h, dh in self._past_shapes for _ in range(2)]
+        step_ids = self.prompt_ids(prompt)
+        out: list[int] = []
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        for step in range(limit):
+            logits, past = self._step(step_ids, past, prefix if step == 0 else None)
+            scores = logits[0].astype(np.float64)
+            for banned in _banned_by_ngram(out, self.no_repeat_ngram_size):
+                scores[banned] = -np.inf
+            nxt = int(np.argmax(scores))
+            if nxt == self.eos:
+                break
+            out.append(nxt)
+            step_ids = [nxt]
+        text = self.tokenizer.decode(out)
+        return Generated(text=text, token_ids=out, ms=(time.perf_counter() - start) * 1000.0)
+
+    def warm_up(self) -> None:
+        self.generate(build_prompt("none", "not assessed"), max_new_tokens=1)
