@@ -53,8 +53,8 @@ def _cmd_label_eval(args: argparse.Namespace) -> int:
 
     evaluation = evaluate_against_mesh(source=args.reports)
     if args.json:
-        print(json.dumps({"uncertain_as_positive": evaluation.scores, "uncertain_as_negative": evaluation.strict_scores},
-                         indent=2))
+        scores = {"uncertain_as_positive": evaluation.scores, "uncertain_as_negative": evaluation.strict_scores}
+        print(json.dumps(scores, indent=2))
     else:
         print(format_table(evaluation))
     return 0

@@ -82,7 +82,8 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"not (?:\w+ )?(?:be )?(?:evaluated|assessed)", r"gram negative", r"no longer than", r"cannot be assessed",
         r"to suggest", r"to indicate",  # "no X to suggest Y": the negation governs Y (kept as pseudo)
         # "almost completely resolved" still says the finding is there
-        r"(?:almost|nearly|partially|incompletely) (?:completely )?resolved", r"not (?:completely|entirely|fully) resolved",
+        r"(?:almost|nearly|partially|incompletely) (?:completely )?resolved",
+        r"not (?:completely|entirely|fully) resolved",
         r"(?:almost|nearly|partially|incompletely) resolving",
     ),
     CueKind.PRE_NEG: (
@@ -96,7 +97,8 @@ CUES: dict[CueKind, tuple[str, ...]] = {
     ),
     CueKind.POST_NEG: (
         # "the previously seen nodule is not well seen today": gone or nearly so
-        *_with_copula(r"not (?:well[\-\s]?)?" + _SEEN, r"not (?:\w+ )?" + _SEEN, r"no longer (?:\w+ )?" + _SEEN, r"no longer", r"ruled out",
+        *_with_copula(r"not (?:well[\-\s]?)?" + _SEEN, r"not (?:\w+ )?" + _SEEN, r"no longer (?:\w+ )?" + _SEEN,
+                      r"no longer", r"ruled out",
                       r"excluded(?=\s*[.,;:]|\s*$)", r"(?:now )?(?:gone|absent)"),
         r"(?:has|have) (?:since |now |completely |nearly |near completely |largely )?(?:resolved|cleared|disappeared)",
         r"(?:has|have) been removed", r"(?:was|were|is|are) removed", r"removed",
@@ -107,7 +109,8 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"possible", r"possibly", r"probable", r"probably", r"likely", r"most likely", r"more likely", r"less likely",
         r"unlikely", r"may", r"might", r"could", r"can't exclude", r"cannot exclude", r"can not exclude",
         r"cannot rule out", r"can not rule out", r"can't rule out", r"not rule out", r"difficult to exclude",
-        r"questionable", r"questionably", r"question of", r"questioned", r"question", r"suspicious for", r"suspicious of",
+        r"questionable", r"questionably", r"question of", r"questioned", r"question", r"suspicious for",
+        r"suspicious of",
         r"suspicion of", r"suspicion for", r"suspect", r"concerning for", r"concern for",
         r"worrisome for", r"worrisome", r"may represent", r"could represent", r"may reflect", r"differential",
         r"differential diagnosis", r"ddx", r"borderline", r"equivocal", r"indeterminate", r"uncertain",
@@ -127,7 +130,8 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"(?:is|are) (?:also )?possible", r"(?:is|are|was|were) (?:also )?(?:suspected|questioned|favored)",
         r"(?:may|might|could) be (?:present|seen)", r"(?:may|might|could) not be (?:\w+ )?" + _SEEN,
         r"(?:is|are) (?:also )?(?:in|within) the differential(?: diagnosis)?", r"(?:is|are) (?:also )?considered",
-        r"(?:would|could|should|is|are) (?:also )?(?:be )?(?:a )?considerations?", r"(?:is|are) (?:not )?likely(?=\s*[.,;:]|\s*$)",
+        r"(?:would|could|should|is|are) (?:also )?(?:be )?(?:a )?considerations?",
+        r"(?:is|are) (?:not )?likely(?=\s*[.,;:]|\s*$)",
         r"\?",
     ),
     CueKind.BI_UNC: (r"versus", r"vs\.?", r"or less likely", r"and/or", r"suspected"),
@@ -169,11 +173,12 @@ def _first_words(pattern: str) -> list[str]:
     """The literal words a cue pattern can start with (checked at import: every cue must start with one)."""
     if pattern.startswith("(?:"):
         depth, i = 0, 0
-        for i, ch in enumerate(pattern):
-            depth += ch == "("
-            depth -= ch == ")"
+        while True:  # find the ")" that closes the leading group
+            depth += pattern[i] == "("
+            depth -= pattern[i] == ")"
             if depth == 0:
                 break
+            i += 1
         optional = pattern[i + 1 : i + 2] == "?"
         words = [alt.split("\\s")[0] for alt in pattern[3:i].split("|")]
         if optional:  # "(?:is|are)\s+)?not ...": may also start at the word after the group

@@ -35,7 +35,7 @@ class MeshEvaluation:
     def disagreements(self, observation: str) -> list[tuple[str, IUReport, LabelerResult]]:
         """("fp" | "fn", report, labeler result) for every report where the two disagree on `observation`."""
         out = []
-        for report, result, pred, ref in zip(self.reports, self.results, self.predicted, self.reference):
+        for report, result, pred, ref in zip(self.reports, self.results, self.predicted, self.reference, strict=True):
             if (observation in pred) != (observation in ref):
                 out.append(("fp" if observation in pred else "fn", report, result))
         return out

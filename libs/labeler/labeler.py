@@ -83,14 +83,15 @@ def find_mentions(lowered: str) -> list[Mention]:
     return mentions
 
 
-def _blocked(terminators: list[tuple[int, int]], starts: list[int], lo: int, hi: int) -> bool:
-    """Is there a terminator starting in [lo, hi)?"""
+def _blocked(starts: list[int], lo: int, hi: int) -> bool:
+    """Is there a terminator starting in [lo, hi)? (`starts`: sorted terminator starts.)"""
     i = bisect.bisect_left(starts, lo)
     return i < len(starts) and starts[i] < hi
 
 
 def _resolve(mention: Mention, lowered: str, sentence: tuple[int, int], cues: list[Cue],
-             terminators: list[tuple[int, int]], term_starts: list[int]) -> None:
+             term_starts: list[int]) -> None:
+    """Set the mention's status and deciding cue: the nearest cue whose scope reaches it."""
     if mention.polarity is Polarity.NEGATIVE:
         mention.status = Status.NEGATIVE
         return
@@ -106,13 +107,13 @@ def _resolve(mention: Mention, lowered: str, sentence: tuple[int, int], cues: li
         elif mention.clausal:
             continue  # a clause with its own verb ignores cues outside it
         elif cue.end <= mention.start and cue.kind.looks_forward:
-            if _blocked(terminators, term_starts, cue.end, mention.start):
+            if _blocked(term_starts, cue.end, mention.start):
                 continue
             distance = mention.start - cue.end
             if cue.kind.negates:
                 governing_negation = cue
         elif cue.start >= mention.end and cue.kind.looks_back:
-            if _blocked(terminators, term_starts, mention.end, cue.start):
+            if _blocked(term_starts, mention.end, cue.start):
                 continue
             if cue.kind is not CueKind.BI_UNC and POST_SCOPE_BREAK.search(lowered, mention.end, cue.start):
                 continue
@@ -140,15 +141,14 @@ def label_report(text: str) -> LabelerResult:
     sentence_starts = [s for s, _ in sentences]
     mentions = find_mentions(lowered)
     cues = find_cues(lowered)
-    terminators = find_terminators(lowered)
-    term_starts = [s for s, _ in terminators]
+    term_starts = [start for start, _ in find_terminators(lowered)]
 
     sentence_of: list[tuple[int, int]] = []
     for mention in mentions:
         i = max(0, bisect.bisect_right(sentence_starts, mention.start) - 1)
         sentence = sentences[i] if sentences else (0, len(text))
         sentence_of.append(sentence)
-        _resolve(mention, lowered, sentence, cues, terminators, term_starts)
+        _resolve(mention, lowered, sentence, cues, term_starts)
 
     by_observation: dict[str, list[int]] = {}
     for index, mention in enumerate(mentions):

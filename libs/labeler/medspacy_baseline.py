@@ -20,7 +20,6 @@ Aggregation per observation and No Finding are the same as label_report's.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from typing import Any
@@ -114,7 +113,7 @@ def main() -> int:
     ours_status = [{o: lab.status for o, lab in r.observations.items()} for r in ours]
     # Status-level agreement between the two engines on observations either of them mentions.
     agree = total = 0
-    for a, b in zip(ours_status, medspacy_status):
+    for a, b in zip(ours_status, medspacy_status, strict=True):
         for obs in CHEXPERT_LABELS:
             sa, sb = a.get(obs, Status.NOT_MENTIONED), b.get(obs, Status.NOT_MENTIONED)
             if sa is Status.NOT_MENTIONED and sb is Status.NOT_MENTIONED:

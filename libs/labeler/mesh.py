@@ -92,8 +92,9 @@ def mesh_term_observations(term: str) -> set[str]:
         found.add("Cardiomegaly")
     elif name in ("Heart Ventricles", "Heart Atria") and qualifiers & {"enlarged", "prominent"}:
         found.add("Cardiomegaly")
-    elif name == "Mediastinum" and qualifiers & {"prominent", "enlarged", "widened"} and "lymph nodes" not in qualifiers:
-        found.add("Enlarged Cardiomediastinum")
+    elif name == "Mediastinum" and qualifiers & {"prominent", "enlarged", "widened"}:
+        if "lymph nodes" not in qualifiers:  # lymphadenopathy is not a wide mediastinum
+            found.add("Enlarged Cardiomediastinum")
     elif name in ("Opacity", "Density", "Infiltrate", "Airspace Disease"):
         if not qualifiers & _NON_LUNG_SITES:
             found.add("Lung Opacity")

@@ -39,7 +39,7 @@ def score_label_sets(
     if len(predicted) != len(reference):
         raise ValueError(f"{len(predicted)} predictions for {len(reference)} references")
     counts = {label: [0, 0, 0] for label in labels}  # tp, fp, fn
-    for pred, ref in zip(predicted, reference):
+    for pred, ref in zip(predicted, reference, strict=True):
         for label in labels:
             p, r = label in pred, label in ref
             if p and r:

@@ -13,7 +13,9 @@ import re
 _BOUNDARY = re.compile(r"[.!?]+(?=\s|$)|\n+")
 _WORD_BEFORE = re.compile(r"([A-Za-z]+)\.*$")
 # Abbreviations after which a period does not end the sentence.
-_ABBREVIATIONS = frozenset({"vs", "v", "e", "g", "i", "eg", "ie", "dr", "approx", "cf", "etc", "mr", "mrs", "st", "incl"})
+_ABBREVIATIONS = frozenset(
+    {"vs", "v", "e", "g", "i", "eg", "ie", "dr", "approx", "cf", "etc", "mr", "mrs", "st", "incl"}
+)
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

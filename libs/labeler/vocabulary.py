@@ -112,7 +112,8 @@ _CARDIOMEDIASTINAL = _any(
 )
 _MEDIASTINUM = _any(
     r"(?:superior )?mediastinum",
-    r"mediastinal (?:silhouettes?|contours?|width|shadows?|outlines?|structures|and hilar (?:contours?|silhouettes?|structures))",
+    r"mediastinal (?:silhouettes?|contours?|width|shadows?|outlines?|structures|"
+    r"and hilar (?:contours?|silhouettes?|structures))",
 )
 # The IU reports replace some words by "XXXX" during de-identification, "angle" among them.
 _ANGLE = r"(?:angles?|sulcus|sulci|recess(?:es)?|xxxx)"
@@ -165,7 +166,8 @@ RULES: tuple[MentionRule, ...] = (
     # "cardiomediastinal silhouette is enlarged": the mediastinum is enlarged for sure (CheXpert's
     # Enlarged Cardiomediastinum); whether the heart is the enlarged part is not said, so uncertain.
     _clausal("cardiomediastinal-size", _CARDIOMEDIASTINAL, pos=((EC, CTX), (CARDIO, UNC)),
-             neg=((EC, NEG), (CARDIO, NEG)), unc=((EC, UNC), (CARDIO, UNC)), pos_predicate=_WIDTH_POS, neg_predicate=_SIZE_NEG, unc_predicate=_SIZE_UNC),
+             neg=((EC, NEG), (CARDIO, NEG)), unc=((EC, UNC), (CARDIO, UNC)),
+             pos_predicate=_WIDTH_POS, neg_predicate=_SIZE_NEG, unc_predicate=_SIZE_UNC),
     _clausal("heart-size", _HEART, pos=((CARDIO, CTX),), neg=((CARDIO, NEG),), unc=((CARDIO, UNC),),
              pos_predicate=_SIZE_POS, neg_predicate=_SIZE_NEG, unc_predicate=_SIZE_UNC),
     _clausal("mediastinum-size", _MEDIASTINUM, pos=((EC, CTX),), neg=((EC, NEG),), unc=((EC, UNC),),
@@ -177,32 +179,35 @@ RULES: tuple[MentionRule, ...] = (
                                 "crisp", "maintained", "unremarkable"),
              unc_predicate=_any("obscured", "not well seen", "not well visualized", "partially obscured")),
     _clausal("lungs-clear", _LUNGS, neg=((OPACITY, NEG),),
-             neg_predicate=_any("clear", "normal", "unremarkable", "free of (?:focal )?(?:airspace )?(?:disease|opacit\\w+)")),
+             neg_predicate=_any("clear", "normal", "unremarkable",
+                                r"free of (?:focal )?(?:airspace )?(?:disease|opacit\w+)")),
     _clausal("vasculature", _VASCULATURE, pos=((EDEMA, CTX),), neg=((EDEMA, NEG),), unc=((EDEMA, UNC),),
              pos_predicate=_any("congested", "congestion", "engorged", "engorgement", "indistinct", "cephalized",
                                 "cephalization", "redistributed", "redistribution", "increased", "prominent",
                                 "prominence", "plethoric"),
              neg_predicate=_any("normal", "within normal limits", r"within (?:the )?limits of normal", "unremarkable",
-                                "not congested",
-                                "not engorged", "not prominent", "wnl"),
+                                "not congested", "not engorged", "not prominent", "wnl"),
              unc_predicate=_any("upper limits? of normal", "borderline", "mildly prominent")),
     # --- normal statements said as noun phrases -----------------------------------------------------
     _phrase("normal-heart", r"normal[\s\-]+(?:sized[\s\-]+)?(?:heart|cardiac (?:size|silhouette|contour|shadow))"
             r"(?:[\s\-]+size)?", CARDIO, polarity=NEG),
     _phrase("normal-cardiomediastinal", r"normal[\s\-]+(?:cardio[\s\-]?mediastinal|cardiac and mediastinal|heart and "
             r"mediastin\w+)(?:[\s\-]+(?:silhouettes?|contours?|size))?", EC, CARDIO, polarity=NEG),
-    _phrase("normal-mediastinum", r"normal[\s\-]+(?:\w+[\s\-]+)?mediastin(?:um|al(?:[\s\-]+(?:contours?|silhouettes?|width)))",
+    _phrase("normal-mediastinum",
+            r"normal[\s\-]+(?:\w+[\s\-]+)?mediastin(?:um|al(?:[\s\-]+(?:contours?|silhouettes?|width)))",
             EC, polarity=NEG),
     _phrase("clear-lungs", r"clear[\s\-]+lungs?", OPACITY, polarity=NEG),
     _phrase("sharp-cp-angles", _any(r"sharp (?:\w+ )?costophrenic " + _ANGLE), EFFUSION, polarity=NEG),
-    _phrase("normal-vasculature", r"normal[\s\-]+pulmonary[\s\-]+(?:vascularity|vasculature|vessels)", EDEMA, polarity=NEG),
+    _phrase("normal-vasculature", r"normal[\s\-]+pulmonary[\s\-]+(?:vascularity|vasculature|vessels)", EDEMA,
+            polarity=NEG),
     _phrase("borderline-heart", r"borderline[\s\-]+(?:enlarged[\s\-]+)?(?:heart|cardiac)"
             r"(?:[\s\-]+(?:size|silhouette|enlargement|contour))?", CARDIO, polarity=UNC),
     _phrase("upper-normal-heart", r"(?:upper[\s\-]+normal|top[\s\-]+normal|high[\s\-]+normal|upper[\s\-]+limits?"
             r"[\s\-]+of[\s\-]+normal)[\s\-]+(?:\w+[\s\-]+){0,2}(?:heart|cardiac)(?:[\s\-]+(?:size|silhouette|contour))?",
             CARDIO, polarity=NEG),
     # --- blockers: look-alikes that are not the observation -----------------------------------------
-    _blocker("pericardial-effusion", _any(r"pericardial effusions?", r"(?:joint|shoulder|glenohumeral|knee) effusions?")),
+    _blocker("not-pleural-effusion", _any(r"pericardial effusions?",
+                                          r"(?:joint|shoulder|glenohumeral|knee) effusions?")),
     _blocker("not-lung-lesion", _any(
         r"(?:lytic|blastic|sclerotic|bone|bony|osseous|skin|cutaneous|breast|liver|hepatic|renal|adrenal|"
         r"soft tissue|chest wall|thyroid|osteolytic|expansile) (?:lesions?|mass(?:es)?|nodules?)",
@@ -217,13 +222,17 @@ RULES: tuple[MentionRule, ...] = (
     _blocker("old-infection", _any(
         r"(?:prior |previous |old |remote |healed )?(?:granulomatous|histoplasmosis|tuberculous|fungal) infections?",
         r"(?:prior|previous|old|remote|healed) infections?", r"sequela\w* of (?:\w+ ){0,2}infections?")),
-    _blocker("not-edema", _any(r"(?:soft tissue|subcutaneous|airway|mucosal|chest wall|facial|peripheral) (?:edema|swelling)")),
-    _blocker("not-device", _any(r"breast (?:implants?|prosthes[ie]s)", r"nipple (?:rings?|piercings?)", r"plate ?like", r"plate", r"tube ?like",
-                                r"lines?", r"(?:vertebral|vertebra|compression) (?:collapse|deformity)")),
+    _blocker("not-edema", _any(
+        r"(?:soft tissue|subcutaneous|airway|mucosal|chest wall|facial|peripheral) (?:edema|swelling)")),
+    # "line" alone is too often not a device (midline, Kerley lines, pleural line); named lines match first.
+    _blocker("not-device", _any(r"breast (?:implants?|prosthes[ie]s)", r"nipple (?:rings?|piercings?)",
+                                r"plate ?like", r"plate", r"tube ?like", r"lines?")),
+    _blocker("not-atelectasis", _any(r"(?:vertebral|vertebra|compression) (?:body )?(?:collapse|deformity)")),
     _blocker("not-fracture", _any(r"fracture ?risk")),
     # A broken device is a device finding, not a bone fracture.
     _phrase("device-fracture", _any(
-        r"(?:(?:central |venous |central venous |tunneled |dialysis )?catheter|line|lead|wire|screw|hardware) fractures?",
+        r"(?:(?:central |venous |central venous |tunneled |dialysis )?catheter|line|lead|wire|screw|hardware) "
+        r"fractures?",
         r"fractured (?:\w+ ){0,3}?(?:leads?|wires?|catheters?|screws?|hardware)",
         r"(?:screws?|leads?|wires?|hardware|catheter) (?:is|are|appears?) (?:\w+ )?fractured"), DEVICES),
     # --- pleura --------------------------------------------------------------------------------------
@@ -251,7 +260,8 @@ RULES: tuple[MentionRule, ...] = (
     # --- heart and mediastinum as noun phrases --------------------------------------------------------
     _phrase("cardiomegaly", _any(
         r"cardiomegal\w*", r"cardiac enlargement", r"heart enlargement",
-        r"enlarge(?:d|ment of the|ment of) (?:\w+ )?(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)(?: size)?",
+        r"enlarge(?:d|ment of the|ment of) (?:\w+ )?(?:heart|cardiac silhouette|cardiac shadow|cardiac contour)"
+        r"(?: size)?",
         r"(?:increased|large) (?:heart|cardiac) (?:size|silhouette|shadow)",
         r"increase in (?:the )?(?:heart size|cardiac size|size of the (?:heart|cardiac silhouette))",
         r"prominent (?:heart|cardiac silhouette|cardiac shadow)",
@@ -261,16 +271,18 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:enlarged|prominent|dilated) (?:left |right )?(?:ventricle|atrium|ventricular contour|atrial contour)",
         r"cardiac (?:silhouette|shadow) enlargement", r"large heart"), CARDIO),
     MentionRule("enlarged-cardiomediastinal", _any(
-        r"(?:enlarged|widened|prominent|wide) (?:cardio ?mediastinal|cardiac and mediastinal)(?: silhouettes?| contours?)?",
+        r"(?:enlarged|widened|prominent|wide) (?:cardio ?mediastinal|cardiac and mediastinal)"
+        r"(?: silhouettes?| contours?)?",
         r"enlargement of the (?:cardio ?mediastinal|cardiac and mediastinal) (?:silhouettes?|contours?)"),
         ((EC, CTX), (CARDIO, UNC))),
     _phrase("widened-mediastinum", _any(
         r"mediastinal (?:widening|enlargement|prominence|fullness)",
         r"(?:widening|enlargement|prominence|fullness) of the (?:\w+ ){0,2}mediastin(?:um|al (?:contours?|silhouettes?|"
         r"shadows?|width|structures))",
-        r"(?:widened|enlarged|prominent|wide|widening) (?:upper |superior )?mediastin(?:um|al (?:contours?|silhouettes?|"
-        r"shadows?|width|structures))",
-        r"(?:prominent|widened|wide|enlarged) (?:right )?(?:paratracheal (?:stripe|soft tissues?|contour)|vascular pedicle)",
+        r"(?:widened|enlarged|prominent|wide|widening) (?:upper |superior )?"
+        r"mediastin(?:um|al (?:contours?|silhouettes?|shadows?|width|structures))",
+        r"(?:prominent|widened|wide|enlarged) (?:right )?"
+        r"(?:paratracheal (?:stripe|soft tissues?|contour)|vascular pedicle)",
         r"(?:right )?paratracheal (?:stripe |soft tissue |soft tissues )?(?:prominence|widening|fullness|enlargement)",
         r"(?:prominence|widening|fullness) of the (?:right )?paratracheal (?:stripe|soft tissues?)"), EC),
     # --- parenchyma ---------------------------------------------------------------------------------
@@ -286,7 +298,8 @@ RULES: tuple[MentionRule, ...] = (
                               r"infective"), PNEUMONIA),
     _phrase("atelectasis", _any(
         r"atelecta\w*", r"(?:lobar|lobe|lung|segmental|subsegmental) collapse",
-        r"collapse of the (?:\w+ ){0,3}(?:lobe|lung|segment)", r"collapsed (?:\w+ )?(?:lung|lobe|segment)"), ATELECTASIS),
+        r"collapse of the (?:\w+ ){0,3}(?:lobe|lung|segment)", r"collapsed (?:\w+ )?(?:lung|lobe|segment)"),
+        ATELECTASIS),
     # A nodular or round opacity is a nodule (CheXpert: "nodular density" is a Lung Lesion) and an opacity.
     _phrase("nodular-opacity", _any(
         r"(?:nodular|fibronodular|round|rounded|circular|ovoid|oval|spherical|masslike|mass like) "
@@ -301,7 +314,8 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:interstitial|reticular|reticulonodular|reticulo nodular) (?:markings?|opacit\w+|prominence|pattern|"
         r"changes?|thickening|densit\w+|infiltrat\w+|process|disease|lung disease|abnormalit\w+|fibrosis|scar\w*)",
         r"(?:increased|prominent|coarse|coarsened|accentuated|chronic) (?:interstitial |lung |pulmonary )?markings",
-        r"(?:prominence|increase|accentuation|coarsening) (?:of|in) (?:the )?(?:\w+ )?(?:interstitial |lung |pulmonary )?"
+        r"(?:prominence|increase|accentuation|coarsening) (?:of|in) (?:the )?(?:\w+ )?"
+        r"(?:interstitial |lung |pulmonary )?"
         r"(?:markings|interstitium)", r"(?:prominent|thickened|coarse) (?:pulmonary )?interstitium",
         r"reticulation", r"reticular", r"reticulonodular", r"scar\w*", r"fibros\w+", r"fibrotic", r"ground ?glass",
         r"haziness", r"hazy", r"peribronchial (?:thickening|cuffing)", r"bronchial wall thickening",

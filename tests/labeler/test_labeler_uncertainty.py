@@ -25,7 +25,8 @@ UNC, POS, NEG = Status.UNCERTAIN, Status.POSITIVE, Status.NEGATIVE
         ("Differential diagnosis includes infection.", "Pneumonia", "infection", "Differential diagnosis"),
         ("Rule out pneumonia.", "Pneumonia", "pneumonia", "Rule out"),
         ("Mild opacities bilaterally, favoring scar or atelectasis.", "Atelectasis", "atelectasis", "favoring"),
-        ("Interstitial opacities which may be compatible with mild pulmonary edema.", "Edema", "pulmonary edema", "may"),
+        ("Interstitial opacities which may be compatible with mild pulmonary edema.", "Edema", "pulmonary edema",
+         "may"),
         ("Please note that fractures may not be demonstrated.", "Fracture", "fractures", "may not be demonstrated"),
     ],
 )
@@ -69,7 +70,8 @@ def test_versus_hedges_both_alternatives():
         ("Borderline cardiomegaly.", "cardiomegaly"),
         ("Heart size is borderline.", "Heart size is borderline"),
         ("The heart is borderline enlarged.", "heart is borderline"),
-        ("Heart size is upper limits of normal or mildly enlarged.", "Heart size is upper limits of normal or mildly enlarged"),
+        ("Heart size is upper limits of normal or mildly enlarged.",
+         "Heart size is upper limits of normal or mildly enlarged"),
         ("The heart may be enlarged.", "heart may be enlarged"),
     ],
 )
