@@ -44,7 +44,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from libs.pipeline.context import PipelineContext
     from libs.pipeline.embedded import run_study
 
-    overrides = {"queue_backend": "inprocess"}
+    # One study at a time: a batcher would only add its wait.
+    overrides = {"queue_backend": "inprocess", "batching": False}
     if args.bundle:
         overrides["bundle_path"] = args.bundle
     if args.data_dir:
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_db(sub)
+    __import__("libs.model.cli", fromlist=["register"]).register(sub)  # train / export / evaluate
     try:
         from libs.labeler.cli import register as register_labeler
     except ImportError:  # the labeler lands in its own change

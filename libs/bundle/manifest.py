@@ -63,6 +63,19 @@ class BundleFiles(_Strict):
         return [(role, rel) for role, rel in self.model_dump().items() if rel is not None]
 
 
+class Generation(_Strict):
+    """How the runner drives `files.decoder` (docs/bundle.md, "Decoder")."""
+
+    prompt_format: Literal["cxr-findings-v1"] = Field(
+        default="cxr-findings-v1", description="Prompt layout the decoder was trained on (libs.bundle.decoder)")
+    max_new_tokens: int = Field(default=160, ge=1, le=2048, description="Generation stops here without <eos>")
+    image_tokens: bool = Field(
+        default=False,
+        description="True: the encoder outputs `image_tokens` and the decoder takes them as `prefix_embeds`",
+    )
+    no_repeat_ngram_size: int = Field(default=0, ge=0, le=16, description="Block repeated n-grams (0 = off)")
+
+
 class Batching(_Strict):
     max_batch_size: int = Field(default=8, ge=1, description="Largest batch sent to the encoder at once")
     max_queue_delay_ms: int = Field(default=100, ge=0, description="How long a batcher may wait to fill a batch")
@@ -93,6 +106,7 @@ class Manifest(_Strict):
     input: InputSpec
     files: BundleFiles
     metrics: dict[str, Any] = Field(default_factory=dict, description="Free-form measured numbers (AUROC...)")
+    generation: Generation | None = Field(default=None, description="Decoder settings (only with files.decoder)")
     batching: Batching = Field(default_factory=Batching)
     intended_use: str = Field(min_length=1)
     test_only: bool = Field(default=False, description="True for fixtures that must never serve patients")
@@ -137,6 +151,14 @@ class Manifest(_Strict):
         extra = [label for label in self.thresholds if label not in self.assessed_labels]
         if extra:
             raise ValueError(f"thresholds given for label(s) that are not assessed: {', '.join(map(repr, extra))}")
+        return self
+
+    @model_validator(mode="after")
+    def _decoder_needs_tokenizer(self) -> "Manifest":
+        if self.files.decoder is not None and self.files.tokenizer is None:
+            raise ValueError("files.decoder needs files.tokenizer")
+        if self.generation is not None and self.files.decoder is None:
+            raise ValueError("generation is set but files.decoder is not")
         return self
 
     def is_assessed(self, label: str) -> bool:

@@ -24,7 +24,7 @@ from libs.bundle.contract import (
     check_encoder_io,
     check_encoder_outputs,
 )
-from libs.bundle.manifest import Manifest, load_manifest
+from libs.bundle.manifest import Generation, Manifest, load_manifest
 from libs.bundle.providers import choose_providers
 from libs.core.errors import BundleUnavailable
 from libs.domain.labels import CHEXPERT_LABELS
@@ -77,6 +77,8 @@ class BundleRunner:
         )
         self._io = check_encoder_io(self._session.get_inputs(), self._session.get_outputs(), self.image_size)
         self._assessed_idx = [CHEXPERT_LABELS.index(label) for label in self.manifest.assessed_labels]
+        self._output_names = list(self._io.output_names)
+        self._decoder = self._load_decoder(providers, session_options)
         self._lock = threading.Lock()
         self._warm_up()
 
@@ -100,16 +102,43 @@ class BundleRunner:
     def has_embedding(self) -> bool:
         return self._io.has_embedding
 
+    @property
+    def has_decoder(self) -> bool:
+        return self._decoder is not None
+
+    def _load_decoder(self, providers, session_options):
+        """The bundle's report decoder (libs.bundle.decoder), or None when the bundle has none."""
+        m = self.manifest
+        if m.files.decoder is None:
+            return None
+        from libs.bundle.decoder import ENCODER_IMAGE_TOKENS, ReportDecoder
+
+        gen = m.generation or Generation()
+        decoder = ReportDecoder(self.bundle_dir / m.files.decoder, self.bundle_dir / m.files.tokenizer,
+                                max_new_tokens=gen.max_new_tokens, no_repeat_ngram_size=gen.no_repeat_ngram_size,
+                                providers=list(self.providers), session_options=session_options)
+        if gen.image_tokens:
+            if ENCODER_IMAGE_TOKENS not in {o.name for o in self._session.get_outputs()}:
+                raise BundleUnavailable(f"generation.image_tokens is true but the encoder has no {ENCODER_IMAGE_TOKENS!r} output")
+            if not decoder.has_prefix:
+                raise BundleUnavailable("generation.image_tokens is true but the decoder has no prefix_embeds input")
+            self._output_names.append(ENCODER_IMAGE_TOKENS)
+        return decoder
+
     # -- public API -------------------------------------------------------------------------
 
-    def predict(self, images: np.ndarray) -> list[ModelOutput]:
+    def predict(self, images: np.ndarray, contexts=None) -> list[ModelOutput]:
         """One ModelOutput per image of a float32 batch [N, S, S] or [N, 1, S, S] with values in [0, 1].
 
         Boxes are [x0, y0, x1, y1] in MODEL INPUT pixel edges (pixel i covers [i, i + 1), so
         0 <= x0 < x1 <= S; x = column, y = row); mapping them back to the source image is the
         caller's job (libs.dicom.geometry knows the resize/padding).
+
+        When the bundle has a decoder, `text` holds the generated report, conditioned on the image's
+        predictions and on `contexts`: one libs.domain.context.ClinicalContext (or None) for all images,
+        or a list with one per image.
         """
-        return self.predict_and_embed(images)[0]
+        return self.predict_and_embed(images, contexts)[0]
 
     def embed(self, images: np.ndarray) -> np.ndarray | None:
         """Embeddings [N, D] float32 for drift monitoring, or None when the encoder has none."""
@@ -119,14 +148,20 @@ class BundleRunner:
         parts = [self._run(chunk, [OUTPUT_EMBEDDING])[OUTPUT_EMBEDDING] for chunk in self._chunks(x)]
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
-    def predict_and_embed(self, images: np.ndarray) -> tuple[list[ModelOutput], np.ndarray | None]:
+    def predict_and_embed(self, images: np.ndarray, contexts=None) -> tuple[list[ModelOutput], np.ndarray | None]:
         """predict() and embed() from a single encoder pass."""
         x = self._prepare(images)
+        if isinstance(contexts, (list, tuple)):
+            if len(contexts) != len(x):
+                raise ValueError(f"got {len(contexts)} contexts for {len(x)} images")
+            per_image = list(contexts)
+        else:
+            per_image = [contexts] * len(x)
         outputs: list[ModelOutput] = []
         embeddings: list[np.ndarray] = []
         for chunk in self._chunks(x):
             start = time.perf_counter()
-            result = self._run(chunk, self._io.output_names)
+            result = self._run(chunk, self._output_names)
             heatmaps = result.get(OUTPUT_HEATMAPS)
             batch = [self._to_output(result[OUTPUT_PROBABILITIES][i], None if heatmaps is None else heatmaps[i])
                      for i in range(len(chunk))]
@@ -134,6 +169,14 @@ class BundleRunner:
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             for out in batch:
                 out.inference_ms = elapsed_ms
+            if self._decoder is not None:
+                tokens = result.get("image_tokens")
+                for i, out in enumerate(batch):
+                    ctx = per_image[len(outputs) + i]
+                    prefix = None if tokens is None else np.ascontiguousarray(tokens[i : i + 1], dtype=np.float32)
+                    generated = self._generate(out, ctx, prefix)
+                    out.text = generated.text
+                    out.inference_ms += generated.ms  # encoder batch + this image's generation
             outputs.extend(batch)
             if OUTPUT_EMBEDDING in result:
                 embeddings.append(result[OUTPUT_EMBEDDING])
@@ -169,6 +212,12 @@ class BundleRunner:
         step = self.manifest.batching.max_batch_size
         return [x[i : i + step] for i in range(0, len(x), step)]
 
+    def _generate(self, output: ModelOutput, context, prefix: np.ndarray | None):
+        from libs.bundle.decoder import prompt_for
+
+        with self._lock:
+            return self._decoder.generate(prompt_for(output.predictions, context), prefix)
+
     def _run(self, x: np.ndarray, output_names: list[str]) -> dict[str, np.ndarray]:
         with self._lock:
             arrays = self._session.run(output_names, {INPUT_IMAGE: x})
@@ -198,8 +247,13 @@ class BundleRunner:
         n = min(2, self.manifest.batching.max_batch_size)
         x = self._prepare(np.full((n, self.image_size, self.image_size), 0.5, dtype=np.float32))
         try:
-            self._run(x, self._io.output_names)
+            self._run(x, self._output_names)
         except BundleUnavailable as exc:
             raise BundleUnavailable(f"encoder warm-up failed: {exc.reason}") from None
         except Exception as exc:
             raise BundleUnavailable(f"encoder warm-up failed: {_one_line(exc)}") from None
+        if self._decoder is not None:
+            try:
+                self._decoder.warm_up()
+            except Exception as exc:
+                raise BundleUnavailable(f"decoder warm-up failed: {_one_line(exc)}") from None

@@ -1,0 +1,528 @@
+"""`cxr-report evaluate`: the shipped bundle (INT8 ONNX) and three baselines on the same splits.
+
+Report side, IU/Open-i test split (report ids from configs/splits/iu_reports.json), two conditions:
+  A "reference labels": the prompt carries the clinical context and all 14 labels of the reference
+    report (labeler statuses). This is the condition of the issue's goals (B4 >= 0.20, ROUGE-L >= 0.40).
+    It is NOT the condition of published image-to-report IU numbers (B4 0.165-0.173): those models see
+    only the image, this decoder is told the findings.
+  B "bundle": what the shipped bundle can know: context + only the assessed labels, each score drawn from
+    the INT8 encoder's own validation scores for the reference class (the head's real error rates).
+Image side, Kermany patient-grouped validation split: detection AUROC (95 % CI by patient bootstrap),
+the operating point, calibration (reliability before/after Platt), and end-to-end generated text
+(labelled back by the project's labeler) against the image label.
+
+Baselines on the same inputs: constant normal report (the most frequent training report), template
+filling from the labels (libs.reporting.phrases wording), nearest-neighbour retrieval (a training report
+with the closest label vector; ties -> its most frequent text).
+Metrics: BLEU-1..4, METEOR, ROUGE-L, CIDEr (libs.model.nlg), clinical efficacy P/R/F1
+(libs.labeler.metrics), error categories (missed / hallucinated / laterality / severity), a bias table by
+age band and sex, all with 95 % bootstrap CIs where stated. Writes evaluation.json, evaluation.md and
+PNG plots into <bundle_dir>/eval (or --out) and a summary into the manifest's metrics.evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from libs.domain.labels import ABNORMAL_LABELS, CHEXPERT_LABELS, CRITICAL_LABELS
+from libs.model.config import TrainConfig
+
+SYSTEMS = ("model", "constant_normal", "template", "retrieval")
+AGE_BANDS = ((0, 40, "<40"), (40, 60, "40-59"), (60, 200, "60+"))
+
+
+# -- baselines --------------------------------------------------------------------------------------
+
+def _decisions(findings: list[tuple[str, float, bool]]) -> dict[str, bool]:
+    return {label: pos for label, _, pos in findings}
+
+
+def template_report(decisions: dict[str, bool]) -> str:
+    """Template filling from labels: a sentence per positive label, normal sentences for the rest of
+    the standard checklist (heart, lungs, pleura), then an impression."""
+    from libs.reporting.phrases import PHRASES
+
+    positives = [label for label in ABNORMAL_LABELS if decisions.get(label)]
+    sentences = [f"There is {PHRASES[label].noun}." for label in positives]
+    if not decisions.get("Cardiomegaly"):
+        sentences.insert(0, "The heart size is normal.")
+    lung = ("Lung Opacity", "Consolidation", "Pneumonia", "Edema", "Atelectasis", "Lung Lesion")
+    if not any(decisions.get(label) for label in lung):
+        sentences.append("The lungs are clear.")
+    if not decisions.get("Pleural Effusion") and not decisions.get("Pneumothorax"):
+        sentences.append("No pleural effusion or pneumothorax.")
+    impression = (", ".join(PHRASES[label].noun for label in positives).capitalize() + ".") if positives else \
+        "No acute cardiopulmonary abnormality."
+    return " ".join(sentences + [impression])
+
+
+class Retrieval:
+    """Nearest training report by label decisions (Hamming distance over the labels the query has)."""
+
+    def __init__(self, train_records):
+        from libs.model.prompts import reference_findings
+
+        self.texts = [r.text for r in train_records]
+        self.decisions = [_decisions(reference_findings(r.statuses)) for r in train_records]
+        self.freq = Counter(self.texts)
+        self._cache: dict = {}
+
+    def __call__(self, query: dict[str, bool]) -> str:
+        key = tuple(sorted(query.items()))
+        if key not in self._cache:
+            dist = np.asarray([sum(d.get(k, False) != v for k, v in query.items()) for d in self.decisions])
+            best = np.flatnonzero(dist == dist.min())
+            self._cache[key] = max((self.texts[i] for i in best), key=lambda t: (self.freq[t], -self.texts.index(t)))
+        return self._cache[key]
+
+
+def constant_normal_report(train_records) -> str:
+    normal = [r.text for r in train_records if r.statuses.get("No Finding") == "positive"] or [r.text for r in train_records]
+    return Counter(normal).most_common(1)[0][0]
+
+
+# -- clinical scoring ---------------------------------------------------------------------------------
+
+def _label_all(texts: list[str]):
+    from libs.labeler.labeler import label_reports
+
+    return label_reports(texts)
+
+
+def clinical_scores(gen_results, ref_results, bootstrap: int, seed: int = 0) -> dict:
+    from libs.labeler.metrics import positive_set, score_label_sets
+
+    pred = [positive_set(r) for r in gen_results]
+    truth = [positive_set(r) for r in ref_results]
+    scores = score_label_sets(pred, truth)
+    # per-report tp/fp/fn over the 14 labels for the micro-F1 CI
+    counts = np.asarray([[len(p & t), len(p - t), len(t - p)] for p, t in zip(pred, truth)], dtype=np.float64)
+    errors = error_categories(gen_results, ref_results)
+    out = {"micro": scores["micro"], "macro": scores["macro"], "macro_over": scores["macro_over"],
+           "per_observation": {k: {m: v[m] for m in ("precision", "recall", "f1", "support", "predicted")}
+                               for k, v in scores["per_observation"].items()},
+           "errors": errors["totals"], "errors_per_report": errors["per_report"]}
+    crit = {k: scores["per_observation"][k] for k in CRITICAL_LABELS}
+    tp = sum(v["tp"] for v in crit.values())
+    fn = sum(v["fn"] for v in crit.values())
+    out["critical_sensitivity"] = {"value": tp / (tp + fn) if tp + fn else None, "tp": tp, "fn": fn,
+                                   "labels": sorted(CRITICAL_LABELS)}
+    if bootstrap and len(counts) > 1:
+        rng = np.random.default_rng(seed)
+        vals = []
+        for _ in range(bootstrap):
+            s = counts[rng.integers(0, len(counts), len(counts))].sum(axis=0)
+            vals.append(2 * s[0] / max(2 * s[0] + s[1] + s[2], 1))
+        out["micro_f1_ci95"] = [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))]
+    return out
+
+
+def error_categories(gen_results, ref_results) -> dict:
+    """missed (reference positive, generated not), hallucinated (generated positive, reference not),
+    laterality / severity (both positive, both state it, they differ), over the 13 abnormal labels."""
+    from libs.labeler.types import Status
+
+    totals = Counter()
+    by_label: dict[str, Counter] = {label: Counter() for label in ABNORMAL_LABELS}
+    for g, r in zip(gen_results, ref_results):
+        for label in ABNORMAL_LABELS:
+            go, ro = g.observations[label], r.observations[label]
+            gp, rp = go.status is Status.POSITIVE, ro.status is Status.POSITIVE
+            kind = None
+            if rp and not gp:
+                kind = "missed"
+            elif gp and not rp:
+                kind = "hallucinated"
+            elif gp and rp:
+                if go.laterality and ro.laterality and go.laterality != ro.laterality:
+                    kind = "laterality"
+                elif go.severity and ro.severity and go.severity != ro.severity:
+                    kind = "severity"
+            if kind:
+                totals[kind] += 1
+                by_label[label][kind] += 1
+    n = max(len(ref_results), 1)
+    kinds = ("missed", "hallucinated", "laterality", "severity")
+    return {"totals": {k: int(totals[k]) for k in kinds}, "per_report": {k: totals[k] / n for k in kinds},
+            "by_label": {label: dict(c) for label, c in by_label.items() if c}}
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+def _age_band(age):
+    if age is None:
+        return "unknown"
+    for lo, hi, name in AGE_BANDS:
+        if lo <= age < hi:
+            return name
+    return "unknown"
+
+
+def _generate(decoder, prompts: list[str], progress: bool, desc: str) -> list[str]:
+    from tqdm import tqdm
+
+    cache: dict[str, str] = {}
+    out = []
+    for p in tqdm(prompts, disable=not progress, leave=False, desc=desc):
+        if p not in cache:
+            cache[p] = decoder.generate(p).text
+        out.append(cache[p])
+    return out
+
+
+def bias_table(records, texts: list[str], gen_results, ref_results) -> list[dict]:
+    from libs.labeler.metrics import positive_set
+    from libs.model.nlg import score_texts
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault(("age", _age_band(r.context.age)), []).append(i)
+        groups.setdefault(("sex", r.context.sex or "unknown"), []).append(i)
+    rows = []
+    for (kind, name), idx in sorted(groups.items()):
+        s = score_texts([texts[i] for i in idx], [records[i].text for i in idx], meteor=False, bootstrap=0)
+        tp = fp = fn = 0
+        ab_tp = ab_fn = ab_fp = ab_tn = 0
+        errs = error_categories([gen_results[i] for i in idx], [ref_results[i] for i in idx])
+        for i in idx:
+            p, t = positive_set(gen_results[i]), positive_set(ref_results[i])
+            tp, fp, fn = tp + len(p & t), fp + len(p - t), fn + len(t - p)
+            ga, ra = bool(p - {"No Finding"}), bool(t - {"No Finding"})
+            ab_tp += ga and ra
+            ab_fn += (not ga) and ra
+            ab_fp += ga and not ra
+            ab_tn += (not ga) and not ra
+        rows.append({"group": kind, "value": name, "n": len(idx), "BLEU-4": s["BLEU-4"], "ROUGE-L": s["ROUGE-L"],
+                     "ce_micro_f1": 2 * tp / max(2 * tp + fp + fn, 1),
+                     "abnormal_tpr": ab_tp / max(ab_tp + ab_fn, 1) if ab_tp + ab_fn else None,
+                     "abnormal_fpr": ab_fp / max(ab_fp + ab_tn, 1) if ab_fp + ab_tn else None,
+                     "hallucinated_per_report": errs["per_report"]["hallucinated"],
+                     "missed_per_report": errs["per_report"]["missed"]})
+    return rows
+
+
+def _score_condition(records, prompts, decisions, model_texts, normal, retrieval, ref_results, bootstrap, seed) -> dict:
+    from libs.model.nlg import score_texts
+
+    refs = [r.text for r in records]
+    texts = {"model": model_texts, "constant_normal": [normal] * len(records),
+             "template": [template_report(d) for d in decisions], "retrieval": [retrieval(d) for d in decisions]}
+    systems = {}
+    for name, hyps in texts.items():
+        gen_results = _label_all(hyps)
+        systems[name] = {"nlg": score_texts(hyps, refs, bootstrap=bootstrap, seed=seed),
+                         "clinical": clinical_scores(gen_results, ref_results, bootstrap, seed)}
+        if name == "model":
+            systems[name]["bias"] = bias_table(records, hyps, gen_results, ref_results)
+            systems[name]["examples"] = [{"report_id": r.report_id, "prompt": p, "generated": h}
+                                         for r, p, h in list(zip(records, prompts, hyps))[:5]]
+    return {"n": len(records), "systems": systems}
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = True, bootstrap: int = 1000) -> dict:
+    from libs.bundle.decoder import ReportDecoder, build_prompt, findings_prompt
+    from libs.bundle.manifest import load_manifest
+    from libs.model.calibration import auroc, bootstrap_ci, operating_point, reliability, roc_curve
+    from libs.model.export import normalized_images, run_encoder
+    from libs.model.images import load_images_cached
+    from libs.model.nlg import score_texts
+    from libs.model.prompts import HeadErrorModel, context_text, reference_findings
+    from libs.model.train import label_matrix, load_datasets
+
+    bundle = cfg.path(cfg.bundle_dir)
+    manifest = load_manifest(bundle)
+    out_dir = Path(out_dir) if out_dir else bundle / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_datasets(cfg)
+    result: dict = {"bundle": {"name": manifest.name, "version": manifest.version, "path": str(bundle)},
+                    "assessed_labels": manifest.assessed_labels, "bootstrap_resamples": bootstrap}
+    norm = manifest.input.normalization.model_dump()
+    cache = cfg.path(cfg.data.cache_dir)
+    rng = random.Random(cfg.seed)
+
+    # ---- image side
+    val_imgs = data.images_in("val")
+    head = None
+    probs = None
+    if val_imgs:
+        x = normalized_images(load_images_cached([r.path for r in val_imgs], cfg.image_size, cache, progress), norm)
+        probs = run_encoder(bundle / manifest.files.encoder, x, ["probabilities"])["probabilities"]
+        labels = label_matrix(val_imgs)
+        groups = np.asarray([r.group for r in val_imgs])
+        det, scores = {}, {}
+        state_path = cfg.out / "state.json"
+        calib = json.loads(state_path.read_text())["calibration"] if state_path.is_file() else {}
+        for label in manifest.assessed_labels:
+            j = CHEXPERT_LABELS.index(label)
+            known = ~np.isnan(labels[:, j])
+            y, p, g = labels[known, j], probs[known, j], groups[known]
+            thr = manifest.thresholds[label]
+            op = operating_point(y, p, thr)
+            entry = {"n": int(len(y)), "positives": int(y.sum()), "auroc": auroc(y, p),
+                     "auroc_ci95": bootstrap_ci(lambda idx: auroc(y[idx], p[idx]), len(y), bootstrap, groups=g),
+                     "operating_point": op,
+                     "sensitivity_ci95": bootstrap_ci(lambda idx: operating_point(y[idx], p[idx], thr)["sensitivity"],
+                                                      len(y), bootstrap, groups=g),
+                     "specificity_ci95": bootstrap_ci(lambda idx: operating_point(y[idx], p[idx], thr)["specificity"],
+                                                      len(y), bootstrap, groups=g),
+                     "reliability_calibrated": reliability(y, p)}
+            fpr, tpr, _ = roc_curve(y, p)
+            entry["roc"] = {"fpr": [round(float(v), 4) for v in fpr], "tpr": [round(float(v), 4) for v in tpr]}
+            if label in calib:  # undo Platt to show the uncalibrated head
+                a, b = calib[label]
+                z = np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - p, 1e-7, 1))
+                entry["reliability_uncalibrated"] = reliability(y, 1 / (1 + np.exp(-((z - b) / a))))
+            det[label] = entry
+            scores[label] = {"pos": p[y == 1].tolist(), "neg": p[y == 0].tolist()}
+        split_name = ("Kermany patient-grouped validation (configs/splits/kermany_val.json)"
+                      if cfg.data.images.kind == "kermany" else f"{cfg.data.images.kind} validation split")
+        result["detection"] = {"split": split_name,
+                               "n_images": len(val_imgs), "labels": det,
+                               "critical_findings": {k: ("assessed" if k in manifest.assessed_labels else "not assessed")
+                                                     for k in sorted(CRITICAL_LABELS)}}
+        head = HeadErrorModel(scores, dict(manifest.thresholds))
+
+    decoder = None
+    if manifest.files.decoder:
+        gen = manifest.generation
+        decoder = ReportDecoder(bundle / manifest.files.decoder, bundle / manifest.files.tokenizer,
+                                max_new_tokens=gen.max_new_tokens if gen else 160,
+                                no_repeat_ngram_size=gen.no_repeat_ngram_size if gen else 0)
+
+    # ---- report side
+    train_reports = data.reports_in("train")
+    test = data.reports_in("test")
+    if decoder is not None and test and not (manifest.generation and manifest.generation.image_tokens):
+        normal = constant_normal_report(train_reports)
+        retrieval = Retrieval(train_reports)
+        refs = [r.text for r in test]
+        ref_results = _label_all(refs)
+        conditions = {}
+        cond_inputs = {
+            "A_reference_labels": [reference_findings(r.statuses) for r in test],
+        }
+        if head is not None:
+            cond_inputs["B_bundle"] = [head.sample(r.statuses, rng) for r in test]
+        for cond, findings in cond_inputs.items():
+            prompts = [build_prompt(context_text(r.context), findings_prompt(f)) for r, f in zip(test, findings)]
+            texts = _generate(decoder, prompts, progress, cond)
+            conditions[cond] = _score_condition(test, prompts, [_decisions(f) for f in findings], texts, normal,
+                                                retrieval, ref_results, bootstrap, cfg.seed)
+        result["reports"] = {"split": "report test split by report id (IU: configs/splits/iu_reports.json)",
+                             "conditions": conditions}
+    paired_test = data.paired_in("test")
+    if decoder is not None and paired_test and manifest.generation and manifest.generation.image_tokens:
+        # Image-conditioned generation (paired data): the bundle's own head decisions + image tokens.
+        imgs = load_images_cached([p.image.path for p in paired_test], cfg.image_size, cache, progress)
+        enc = run_encoder(bundle / manifest.files.encoder, normalized_images(imgs, norm), ["probabilities", "image_tokens"])
+        records = [p.report for p in paired_test]
+        findings = [[(label, float(enc["probabilities"][i, CHEXPERT_LABELS.index(label)]),
+                      float(enc["probabilities"][i, CHEXPERT_LABELS.index(label)]) >= manifest.thresholds[label])
+                     for label in manifest.assessed_labels] for i in range(len(records))]
+        prompts = [build_prompt(context_text(r.context), findings_prompt(f)) for r, f in zip(records, findings)]
+        texts = [decoder.generate(p, enc["image_tokens"][i:i + 1]).text for i, p in enumerate(prompts)]
+        paired_train = [p.report for p in data.paired_in("train")] or records
+        conditions = {"P_paired_images": _score_condition(
+            records, prompts, [_decisions(f) for f in findings], texts, constant_normal_report(paired_train),
+            Retrieval(paired_train), _label_all([r.text for r in records]), bootstrap, cfg.seed)}
+        result["reports"] = {"split": "paired test split (image + report)", "conditions": conditions}
+
+    # ---- end-to-end text on images
+    if decoder is not None and probs is not None and not (manifest.generation and manifest.generation.image_tokens):
+        y = label_matrix(val_imgs)
+        j = CHEXPERT_LABELS.index("Pneumonia")
+        if "Pneumonia" in manifest.assessed_labels:
+            thr = manifest.thresholds["Pneumonia"]
+            findings = [[(label, float(probs[i, CHEXPERT_LABELS.index(label)]),
+                          float(probs[i, CHEXPERT_LABELS.index(label)]) >= manifest.thresholds[label])
+                         for label in manifest.assessed_labels] for i in range(len(val_imgs))]
+            prompts = [build_prompt("none", findings_prompt(f)) for f in findings]
+            decisions = [_decisions(f) for f in findings]
+            normal = constant_normal_report(train_reports) if train_reports else ""
+            retrieval = Retrieval(train_reports) if train_reports else None
+            texts = {"model": _generate(decoder, prompts, progress, "images"),
+                     "constant_normal": [normal] * len(val_imgs),
+                     "template": [template_report(d) for d in decisions]}
+            if retrieval is not None:
+                texts["retrieval"] = [retrieval(d) for d in decisions]
+            truth = y[:, j] == 1
+            rows = {}
+            for name, hyps in texts.items():
+                res = _label_all(hyps)
+                said = np.asarray([r.observations["Pneumonia"].status.value == "positive" for r in res])
+                rows[name] = {**{k: v for k, v in operating_point(truth, said.astype(float), 0.5).items()
+                                 if k != "threshold"},
+                              "f1": 2 * (said & truth).sum() / max(2 * (said & truth).sum() + (said & ~truth).sum()
+                                                                   + (~said & truth).sum(), 1)}
+            result["images_end_to_end"] = {
+                "what": "Kermany validation images -> bundle (INT8 encoder -> Pneumonia score -> decoder); the "
+                        "generated text is labelled by the project's labeler and its Pneumonia mention compared "
+                        "with the image label. Baselines get the same head decisions.",
+                "n": len(val_imgs), "head_threshold": thr, "systems": rows,
+                "examples": [{"image": Path(val_imgs[i].path).name, "label": int(truth[i]), "prompt": prompts[i],
+                              "generated": texts["model"][i]} for i in (0, len(val_imgs) - 1)]}
+
+    (out_dir / "evaluation.json").write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
+    (out_dir / "evaluation.md").write_text(render_markdown(result), encoding="utf-8")
+    try:
+        write_plots(result, out_dir)
+    except Exception as exc:  # plots are a convenience; the numbers are in the JSON
+        result["plots_error"] = f"{type(exc).__name__}: {exc}"
+    summary = summarize(result)
+    _write_manifest_summary(bundle, summary)
+    return summary
+
+
+def summarize(result: dict) -> dict:
+    s: dict = {"version": result["bundle"]["version"]}
+    for label, d in result.get("detection", {}).get("labels", {}).items():
+        s[f"auroc_{label}"] = round(d["auroc"], 4)
+        s[f"auroc_{label}_ci95"] = [round(v, 4) for v in d["auroc_ci95"]]
+        s[f"sensitivity_{label}"] = round(d["operating_point"]["sensitivity"], 4)
+        s[f"specificity_{label}"] = round(d["operating_point"]["specificity"], 4)
+        s[f"ece_{label}"] = round(d["reliability_calibrated"]["ece"], 4)
+    for cond, c in result.get("reports", {}).get("conditions", {}).items():
+        for name, sysm in c["systems"].items():
+            s[f"{cond}.{name}"] = {"BLEU-4": round(sysm["nlg"]["BLEU-4"], 4), "ROUGE-L": round(sysm["nlg"]["ROUGE-L"], 4),
+                                   "CE_micro_F1": round(sysm["clinical"]["micro"]["f1"], 4)}
+    if "images_end_to_end" in result:
+        m = result["images_end_to_end"]["systems"]["model"]
+        s["images_end_to_end_pneumonia_text"] = {"sensitivity": round(m["sensitivity"], 4),
+                                                 "specificity": round(m["specificity"], 4)}
+    return s
+
+
+def _write_manifest_summary(bundle: Path, summary: dict) -> None:
+    from libs.bundle.manifest import Manifest
+
+    path = bundle / "manifest.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc.setdefault("metrics", {})["evaluation"] = summary
+    Manifest.model_validate(doc)
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+def _f(v, nd=3):
+    return "—" if v is None else f"{v:.{nd}f}"
+
+
+def _ci(ci, nd=3):
+    return "" if not ci else f" [{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
+
+
+def render_markdown(result: dict) -> str:
+    lines = [f"# Evaluation of {result['bundle']['name']} {result['bundle']['version']}", "",
+             "Generated by `cxr-report evaluate`; every number below is in evaluation.json. "
+             "95 % bootstrap intervals in brackets.", ""]
+    det = result.get("detection")
+    if det:
+        lines += [f"## Detection ({det['split']}, n = {det['n_images']})", "",
+                  "| label | AUROC | threshold | sensitivity | specificity | ECE (Platt) | ECE (raw) |", "|---|---|---|---|---|---|---|"]
+        for label, d in det["labels"].items():
+            op = d["operating_point"]
+            raw = d.get("reliability_uncalibrated", {}).get("ece")
+            lines.append(f"| {label} | {_f(d['auroc'])}{_ci(d['auroc_ci95'])} | {op['threshold']:.3f} | "
+                         f"{_f(op['sensitivity'])}{_ci(d['sensitivity_ci95'])} | {_f(op['specificity'])}"
+                         f"{_ci(d['specificity_ci95'])} | {_f(d['reliability_calibrated']['ece'])} | {_f(raw)} |")
+        lines += ["", "Critical findings: " + ", ".join(f"{k}: {v}" for k, v in det["critical_findings"].items()), ""]
+    rep = result.get("reports")
+    if rep:
+        for cond, c in rep["conditions"].items():
+            lines += [f"## Reports, condition {cond} ({rep['split']}, n = {c['n']})", "",
+                      "| system | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | METEOR | ROUGE-L | CIDEr | CE micro P / R / F1 | CE macro F1 |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
+            for name, s in c["systems"].items():
+                n, cl = s["nlg"], s["clinical"]
+                lines.append(f"| {name} | {_f(n['BLEU-1'])} | {_f(n['BLEU-2'])} | {_f(n['BLEU-3'])} | "
+                             f"{_f(n['BLEU-4'])}{_ci(n['ci95'].get('BLEU-4'))} | {_f(n.get('METEOR'))} | "
+                             f"{_f(n['ROUGE-L'])}{_ci(n['ci95'].get('ROUGE-L'))} | {_f(n['CIDEr'])} | "
+                             f"{_f(cl['micro']['precision'])} / {_f(cl['micro']['recall'])} / {_f(cl['micro']['f1'])}"
+                             f"{_ci(cl.get('micro_f1_ci95'))} | {_f(cl['macro']['f1'])} |")
+            lines += ["", "Error categories (counts over the 13 abnormal observations; per report in brackets):", "",
+                      "| system | missed | hallucinated | wrong laterality | wrong severity | critical-finding sensitivity (text) |",
+                      "|---|---|---|---|---|---|"]
+            for name, s in c["systems"].items():
+                e, pr, cs = s["clinical"]["errors"], s["clinical"]["errors_per_report"], s["clinical"]["critical_sensitivity"]
+                lines.append(f"| {name} | " + " | ".join(f"{e[k]} ({pr[k]:.2f})" for k in ("missed", "hallucinated",
+                             "laterality", "severity")) + f" | {_f(cs['value'])} ({cs['tp']}/{cs['tp'] + cs['fn']}) |")
+            bias = c["systems"]["model"].get("bias")
+            if bias:
+                lines += ["", "Bias table (model): age from the IU DICOM metadata, sex from the indication text "
+                          "(the metadata's sex column is empty).", "",
+                          "| group | n | BLEU-4 | ROUGE-L | CE micro F1 | abnormal TPR | abnormal FPR | hallucinated / report | missed / report |",
+                          "|---|---|---|---|---|---|---|---|---|"]
+                for b in bias:
+                    lines.append(f"| {b['group']} {b['value']} | {b['n']} | {_f(b['BLEU-4'])} | {_f(b['ROUGE-L'])} | "
+                                 f"{_f(b['ce_micro_f1'])} | {_f(b['abnormal_tpr'])} | {_f(b['abnormal_fpr'])} | "
+                                 f"{_f(b['hallucinated_per_report'])} | {_f(b['missed_per_report'])} |")
+            lines.append("")
+    e2e = result.get("images_end_to_end")
+    if e2e:
+        lines += [f"## End to end on images (n = {e2e['n']})", "", e2e["what"], "",
+                  "| system | text says pneumonia: sensitivity | specificity | PPV | F1 |", "|---|---|---|---|---|"]
+        for name, r in e2e["systems"].items():
+            lines.append(f"| {name} | {_f(r['sensitivity'])} | {_f(r['specificity'])} | {_f(r['ppv'])} | {_f(r['f1'])} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(result: dict, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rep = result.get("reports", {}).get("conditions", {}).get("A_reference_labels")
+    if rep:
+        fig, ax = plt.subplots(figsize=(11, 4.5))
+        labels = list(CHEXPERT_LABELS)
+        width = 0.8 / len(rep["systems"])
+        for k, (name, s) in enumerate(rep["systems"].items()):
+            vals = [s["clinical"]["per_observation"][label]["f1"] for label in labels]
+            ax.bar(np.arange(len(labels)) + k * width, vals, width, label=name)
+        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("F1 (labeler on generated vs reference)")
+        ax.set_title("Per-finding F1, IU test, condition A (reference labels)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "per_finding_f1.png", dpi=110)
+        plt.close(fig)
+    det = result.get("detection", {}).get("labels", {})
+    if det:
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        for label, d in det.items():
+            ax.plot(d["roc"]["fpr"], d["roc"]["tpr"], label=f"{label} (AUROC {d['auroc']:.3f})")
+            op = d["operating_point"]
+            ax.plot([1 - op["specificity"]], [op["sensitivity"]], "o", ms=4, label=f"threshold {op['threshold']:.2f}")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_xlabel("1 - specificity")
+        ax.set_ylabel("sensitivity")
+        ax.set_title("ROC, Kermany validation")
+        ax.legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out_dir / "roc.png", dpi=110)
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        for label, d in det.items():
+            for key, style in (("reliability_uncalibrated", "--o"), ("reliability_calibrated", "-o")):
+                if key in d:
+                    b = [r for r in d[key]["bins"] if r["count"]]
+                    ax.plot([r["confidence"] for r in b], [r["observed"] for r in b], style,
+                            label=f"{label} {key.split('_')[1]} (ECE {d[key]['ece']:.3f})", ms=3)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_xlabel("predicted probability")
+        ax.set_ylabel("observed frequency")
+        ax.set_title("Reliability, Kermany validation")
+        ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        fig.savefig(out_dir / "reliability.png", dpi=110)
+        plt.close(fig)
