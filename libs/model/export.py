@@ -44,7 +44,8 @@ def load_trained(cfg: TrainConfig):
     model = ReportModel(cfg.model, vocab)
     model.load_state_dict(weights)
     model.eval()
-    torch.set_grad_enabled(False)
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model, state
 
 
@@ -79,8 +80,8 @@ def export_encoder(model, state: dict, path: Path, image_size: int, image_tokens
 
     names = ["probabilities", "heatmaps", "embedding"] + (["image_tokens"] if image_tokens else [])
     dyn = {"image": {0: "N"}, **{n: {0: "N"} for n in names}}
-    torch.onnx.export(Encoder().eval(), (torch.zeros(2, 1, image_size, image_size),), str(path), dynamo=False,
-                      input_names=["image"], output_names=names, dynamic_axes=dyn, opset_version=OPSET)
+    _quiet_export(Encoder().eval(), (torch.zeros(2, 1, image_size, image_size),), str(path),
+                  input_names=["image"], output_names=names, dynamic_axes=dyn, opset_version=OPSET)
     _set_ir(path)
     return path
 
@@ -120,10 +121,22 @@ def export_decoder(model, path: Path, image_tokens: bool) -> Path:
             dyn[n] = {0: "N", 2: "L"}
         for n in present_names(i):
             dyn[n] = {0: "N", 2: "L_out"}
-    torch.onnx.export(Step().eval(), tuple(inputs), str(path), dynamo=False, input_names=in_names,
-                      output_names=out_names, dynamic_axes=dyn, opset_version=OPSET)
+    _quiet_export(Step().eval(), tuple(inputs), str(path), input_names=in_names,
+                  output_names=out_names, dynamic_axes=dyn, opset_version=OPSET)
     _set_ir(path)
     return path
+
+
+def _quiet_export(*args, **kwargs) -> None:
+    """torch.onnx.export with the legacy TorchScript exporter (opset 17, IR 8 for older onnxruntimes;
+    the dynamo exporter needs onnxscript and emits newer IR), its deprecation chatter silenced."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(*args, dynamo=False, **kwargs)
 
 
 def _set_ir(path: Path) -> None:

@@ -201,6 +201,9 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.state: dict = {"config": cfg.model_dump(mode="json"), "stages": {}}
         self.log_path = self.out / "train_log.jsonl"
+        if not resume:  # a fresh run must not pick up anything of an earlier one
+            for stale in (self.log_path, self._ckpt_path(), self.out / "tokenizer.json", self.out / "state.json"):
+                stale.unlink(missing_ok=True)
 
     # logging / checkpoints
     def _log(self, **event) -> None:

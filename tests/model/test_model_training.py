@@ -1,0 +1,168 @@
+"""The whole recipe on the tiny config: four stages on the synthetic MIMIC-CXR-layout fixture (image
+tokens trained end to end), resume, fp16 shards, INT8 export with parity, the bundle serving text,
+and the evaluation report. One module-scoped run (about 20 s on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+from model_helpers import tiny_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from libs.model.export import export_bundle
+    from libs.model.train import train
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    cfg = tiny_config(tmp)
+    start = time.perf_counter()
+    state = train(cfg, resume=False, progress=False)
+    seconds = time.perf_counter() - start
+    parity = export_bundle(cfg, progress=False)
+    return cfg, state, seconds, parity
+
+
+def _epochs(cfg, stage):
+    events = [json.loads(line) for line in (cfg.out / "train_log.jsonl").read_text().splitlines()]
+    return [e for e in events if e.get("event") == "epoch" and e.get("stage") == stage]
+
+
+def test_all_stages_run_and_fast(tiny):
+    cfg, state, seconds, _ = tiny
+    assert state["done"] == ["detector", "lm", "align", "full"]
+    assert state["image_tokens"] is True
+    assert seconds < 120
+
+
+@pytest.mark.parametrize("stage", ["detector", "lm", "full"])
+def test_loss_falls(tiny, stage):
+    cfg = tiny[0]
+    epochs = _epochs(cfg, stage)
+    assert len(epochs) >= 3
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+
+
+def test_image_token_path_is_trained_end_to_end(tiny):
+    cfg = tiny[0]
+    align, full = _epochs(cfg, "align"), _epochs(cfg, "full")
+    assert align and full
+    # stage 2 improves the image-conditioned validation report loss over stage 1
+    assert full[-1]["val_report_loss"] < align[0]["val_report_loss"]
+
+
+def test_calibration_and_thresholds(tiny):
+    _, state, _, _ = tiny
+    assert set(state["thresholds"]) == {"Cardiomegaly", "Pneumonia", "Pleural Effusion"}
+    assert all(0.0 <= t <= 1.0 for t in state["thresholds"].values())
+    report = state["stages"]["detector"]["calibration"]
+    # Pleural Effusion is a critical finding: its rule is the 98 % sensitivity one
+    assert report["Pleural Effusion"]["rule"] == "sensitivity:0.98"
+    assert report["Pneumonia"]["rule"] == "sensitivity:0.95"
+
+
+def test_weights_are_fp16_shards_and_reload(tiny, tmp_path):
+    from libs.model.checkpoint import load_sharded, save_sharded
+
+    cfg = tiny[0]
+    shards = sorted((cfg.out / "weights").glob("model-*.safetensors"))
+    assert shards and all(p.stat().st_size <= 16 * 1024 * 1024 for p in shards)
+    state = load_sharded(cfg.out / "weights", dtype=torch.float16)
+    assert state["decoder.tok.weight"].dtype == torch.float16
+    # forcing small shards splits the same tensors over several files and round-trips them
+    paths = save_sharded(state, tmp_path, max_bytes=64 * 1024 + 8 * 1024)
+    assert len(paths) > 1
+    again = load_sharded(tmp_path, dtype=torch.float16)
+    assert again.keys() == state.keys() and all(torch.equal(again[k], state[k]) for k in state)
+
+
+def test_resume_skips_finished_stages(tiny):
+    from libs.model.train import train
+
+    cfg = tiny[0]
+    before = len(_epochs(cfg, "lm"))
+    start = time.perf_counter()
+    state = train(cfg, resume=True, progress=False)
+    assert state["done"] == ["detector", "lm", "align", "full"]
+    assert len(_epochs(cfg, "lm")) == before  # nothing retrained
+    assert time.perf_counter() - start < 30
+
+
+def test_resume_mid_stage(tmp_path):
+    """A run stopped after epoch 2 of the lm stage continues at epoch 3 with the same result as an
+    uninterrupted run."""
+    from libs.model.train import Trainer
+
+    cfg = tiny_config(tmp_path, **{"stages.align.epochs": 0, "stages.full.epochs": 0, "stages.detector.epochs": 1,
+                                   "stages.lm.epochs": 3})
+    straight = Trainer(cfg, resume=False, progress=False).run()
+    cfg2 = tiny_config(tmp_path / "b", **{"stages.align.epochs": 0, "stages.full.epochs": 0,
+                                          "stages.detector.epochs": 1, "stages.lm.epochs": 3})
+
+    class Stop(Exception):
+        pass
+
+    trainer = Trainer(cfg2, resume=False, progress=False)
+    original = trainer._save_checkpoint
+
+    def save_then_stop(stage, epoch, opt, sched):
+        original(stage, epoch, opt, sched)
+        if stage == "lm" and epoch == 1:
+            raise Stop
+
+    trainer._save_checkpoint = save_then_stop
+    with pytest.raises(Stop):
+        trainer.run()
+    resumed = Trainer(cfg2, resume=True, progress=False).run()
+    a = straight["stages"]["lm"]["last_epoch"]
+    b = resumed["stages"]["lm"]["last_epoch"]
+    assert b["epoch"] == 3
+    assert abs(a["train_loss"] - b["train_loss"]) < 1e-4
+
+
+def test_int8_parity_written_to_manifest(tiny):
+    from libs.bundle.manifest import load_manifest
+
+    cfg, _, _, parity = tiny
+    manifest = load_manifest(cfg.path(cfg.bundle_dir))
+    assert manifest.generation is not None and manifest.generation.image_tokens
+    assert manifest.metrics["parity_int8_vs_fp32"] == parity
+    assert {"identical_token_rate", "bleu4_delta_points", "rougeL_delta_points"} <= set(parity["decoder"])
+    assert all("label_agreement" in parity["encoder"][k] for k in manifest.assessed_labels)
+
+
+def test_bundle_serves_text_with_image_tokens(tiny):
+    from libs.bundle import BundleRunner
+    from libs.domain.context import ClinicalContext
+
+    cfg = tiny[0]
+    runner = BundleRunner(cfg.path(cfg.bundle_dir))
+    assert runner.has_decoder
+    images = np.random.default_rng(0).random((3, 64, 64), dtype=np.float32)
+    outputs = runner.predict(images, [ClinicalContext(age=70, sex="F", indication="Cough"), None, None])
+    assert all(isinstance(o.text, str) and o.text for o in outputs)
+    assert all(o.inference_ms > 0 for o in outputs)
+
+
+def test_evaluate_writes_json_markdown_and_plots(tiny, tmp_path):
+    from libs.model.evaluate import evaluate
+
+    cfg = tiny[0]
+    summary = evaluate(cfg, out_dir=tmp_path, progress=False, bootstrap=20)
+    result = json.loads((tmp_path / "evaluation.json").read_text())
+    systems = result["reports"]["conditions"]["P_paired_images"]["systems"]
+    assert set(systems) == {"model", "constant_normal", "template", "retrieval"}
+    for s in systems.values():
+        assert {"BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR"} <= set(s["nlg"])
+        assert {"missed", "hallucinated", "laterality", "severity"} == set(s["clinical"]["errors"])
+    assert "bias" in systems["model"]
+    assert (tmp_path / "evaluation.md").read_text().startswith("# Evaluation of cxr-tiny")
+    assert (tmp_path / "roc.png").is_file() and (tmp_path / "reliability.png").is_file()
+    assert "auroc_Pneumonia" in summary
