@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dicomweb,fhir]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dicomweb,fhir,train]'
 	touch $(STAMP)
 
 demo: install
