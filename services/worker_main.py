@@ -17,20 +17,30 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
     from libs.queue.celery_app import pipeline_context
 
     pipeline_context()  # migrate / verify the database before taking work
-    if queue == "inference":
-        # Load the bundle now: a missing or broken bundle is reported at start, not on the first study.
-        try:
-            ctx = pipeline_context()
-            runner = ctx.runner
-            logging.getLogger(__name__).info(
-                "bundle %s %s loaded with providers %s", runner.manifest.name, runner.manifest.version, runner.providers
-            )
-        except Exception as exc:  # noqa: BLE001 - keep serving so /readyz can explain
-            logging.getLogger(__name__).error("model bundle unavailable: %s", exc)
+    log = logging.getLogger(__name__)
     # solo pool by default: one process per service keeps memory low on small machines; scale by
-    # running more worker processes (`make up WORKERS=...`) rather than threads around one model.
+    # running more worker processes rather than threads around one model.
     pool = os.environ.get("CXR_WORKER_POOL", "solo")
     concurrency = os.environ.get("CXR_WORKER_CONCURRENCY", "1")
+    if queue == "inference":
+        # Load the bundle now: a missing or broken bundle is reported at start, not on the first study.
+        ctx = pipeline_context()
+        try:
+            runner = ctx.runner
+            log.info("bundle %s %s loaded with providers %s", runner.manifest.name, runner.manifest.version,
+                     runner.providers)
+            if ctx.settings.batching:
+                # As many threads as a batch holds, each blocked on its study's result: the worker
+                # takes exactly as many messages as it can batch (prefetch 1 per thread).
+                size, delay = ctx.batch_limits()
+                pool, concurrency = "threads", str(size)
+                ctx.batcher  # noqa: B018 - start the batching thread before taking work
+                log.info("dynamic batching: max batch %d, max queue delay %.0f ms", size, delay)
+        except Exception as exc:  # noqa: BLE001 - keep running: tasks retry, /readyz explains
+            log.error("model bundle unavailable: %s", exc)
+        from celery.signals import worker_shutdown
+
+        worker_shutdown.connect(lambda **_: ctx.close(), weak=False)
     args = argv if argv is not None else sys.argv[1:]
     module.app.worker_main(
         ["worker", "-Q", queue, "-n", f"{queue}@%h-{os.getpid()}", f"--pool={pool}",

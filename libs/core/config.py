@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(default=5, ge=0)
     task_retry_backoff_max_s: int = Field(default=120, ge=1)
     max_upload_mb: int = Field(default=512, ge=1)
+    # Dynamic batching in the inference service; None = what the bundle's manifest says (8, 100 ms).
+    batching: bool = Field(default=True, description="Batch concurrent studies in the inference service")
+    max_batch_size: int | None = Field(default=None, ge=1, le=256)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0, le=10_000)
     step_delay_s: float = Field(default=0.0, ge=0, description="Fault injection: sleep before each step (tests)")
     long_poll_max_s: float = Field(default=60.0, ge=0)
     # PACS over DICOMweb (docs/pacs.md): a list (CXR_PACS as JSON, or given directly), a file

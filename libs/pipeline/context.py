@@ -12,7 +12,11 @@ from libs.core.config import Settings, get_settings
 from libs.storage.db import get_engine, upgrade_schema
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from libs.bundle.runner import BundleRunner
+    from libs.domain.model_output import ModelOutput
+    from libs.runtime.batcher import DynamicBatcher
 
 
 @dataclass
@@ -20,7 +24,8 @@ class PipelineContext:
     settings: Settings
     engine: Engine
     _runner: "BundleRunner | None" = field(default=None, repr=False)
-    _runner_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _batcher: "DynamicBatcher | None" = field(default=None, repr=False)
+    _runner_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, migrate: bool = True) -> "PipelineContext":
@@ -39,3 +44,42 @@ class PipelineContext:
 
                 self._runner = BundleRunner(self.settings.bundle_path)
             return self._runner
+
+    def batch_limits(self) -> tuple[int, float]:
+        """(max_batch_size, max_queue_delay_ms): the environment overrides the bundle's manifest."""
+        manifest = self.runner.manifest.batching
+        size = self.settings.max_batch_size or manifest.max_batch_size
+        delay = self.settings.max_queue_delay_ms
+        return size, manifest.max_queue_delay_ms if delay is None else delay
+
+    def predict(self, image: "np.ndarray", priority: str = "routine") -> "ModelOutput":
+        """One image through the model: via the dynamic batcher when batching is on, else directly."""
+        if not self.settings.batching:
+            return self.runner.predict(image[None])[0]
+        from libs.runtime.batcher import PRIORITY_ROUTINE, PRIORITY_STAT
+
+        rank = PRIORITY_STAT if priority == "stat" else PRIORITY_ROUTINE
+        return self.batcher.submit(image, rank).result()
+
+    @property
+    def batcher(self) -> "DynamicBatcher":
+        runner = self.runner
+        with self._runner_lock:
+            if self._batcher is None:
+                import numpy as np
+
+                from libs.runtime.batcher import DynamicBatcher
+
+                size, delay = self.batch_limits()
+                self._batcher = DynamicBatcher(
+                    lambda images: runner.predict(np.stack(images)),
+                    max_batch_size=size, max_queue_delay_ms=delay, name="inference-batcher",
+                )
+            return self._batcher
+
+    def close(self) -> None:
+        """Graceful shutdown: queued inference finishes before the process exits."""
+        with self._runner_lock:
+            batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()

@@ -56,6 +56,10 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
         dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
                                                image_path=message.image_path))
         return state
+    if state is produces and step is Step.QA:
+        # Reviewed, but the worker may have died before storing the SR to the PACS: finish that.
+        _store_results(message.job_id, ctx)
+        return state
     if state is not consumes:
         log.info("%s: job %s already %s; nothing to do", step.value, message.job_id, state.value)
         return state
@@ -79,7 +83,22 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
     if following is not None:
         dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
                                                image_path=fields.get("image_path", message.image_path)))
+    elif step is Step.QA:
+        _store_results(message.job_id, ctx)
     return produces
+
+
+def _store_results(job_id: str, ctx: PipelineContext) -> None:
+    """After the report is committed: store it as a DICOM SR to each PACS that takes results.
+
+    Never raises: a PACS that is down cannot lose or delay the report; the outcome (retried with
+    backoff inside) is recorded on the job (`results_state`, `results`).
+    """
+    if not ctx.settings.result_servers:
+        return
+    from libs.dicomweb.results import store_results
+
+    store_results(job_id, ctx)
 
 
 def _load(job_id: str, ctx: PipelineContext):  # noqa: ANN202
@@ -99,6 +118,15 @@ def ingest(job_id: str, ctx: PipelineContext) -> dict:
     request = ReportRequest.model_validate(job.request)
     with session_scope(ctx.engine) as session:
         stored = crud.instances_for_study(session, job.study_uid)
+    known = {i.sop_instance_uid for i in stored}
+    if ctx.settings.pull_servers and (not stored or any(r.instance_uid not in known for r in request.images)):
+        # Asked for before the PACS sent it: pull it (QIDO-RS + WADO-RS). A PACS that is down or
+        # times out raises PacsUnavailable, which the queue retries; nothing is half-stored.
+        from libs.dicomweb.pull import pull_study
+
+        pull_study(ctx.engine, ctx.settings, job.study_uid, request.images)
+        with session_scope(ctx.engine) as session:
+            stored = crud.instances_for_study(session, job.study_uid)
     if request.images:
         by_uid = {i.sop_instance_uid: i for i in stored}
         chosen = []
@@ -139,7 +167,7 @@ def infer(job_id: str, ctx: PipelineContext) -> dict:
 
     job = _load(job_id, ctx)
     image = np.load(job.image_path)
-    [output] = ctx.runner.predict(image[None])
+    output = ctx.predict(image, job.priority)
     geometry = ResizeGeometry.from_dict(job.geometry)
     # Boxes leave the model in its input pixels; clinicians and the SR want source-image pixels.
     for pred in output.predictions:
@@ -149,23 +177,29 @@ def infer(job_id: str, ctx: PipelineContext) -> dict:
 
 
 def format_report(job_id: str, ctx: PipelineContext) -> dict:
+    from libs.qa.laterality import image_info_for_job
     from libs.reporting.render import render_report
 
     job = _load(job_id, ctx)
     request = ReportRequest.model_validate(job.request)
     output = ModelOutput.model_validate(job.model_output)
-    report = render_report(job.id, job.study_uid, output, request)
+    with session_scope(ctx.engine) as session:
+        image = image_info_for_job(session, job)  # width and view: the side of each box
+    report = render_report(job.id, job.study_uid, output, request, image=image)
     return {"report": report.model_dump(mode="json")}
 
 
 def review(job_id: str, ctx: PipelineContext) -> dict:
+    from libs.qa.laterality import image_info_for_job
     from libs.qa.review import review_report
 
     job = _load(job_id, ctx)
     request = ReportRequest.model_validate(job.request)
     output = ModelOutput.model_validate(job.model_output)
     report = Report.model_validate(job.report)
-    verdict = review_report(report, output, request)
+    with session_scope(ctx.engine) as session:
+        image = image_info_for_job(session, job)
+    verdict = review_report(report, output, request, image=image)
     created = crud.aware(job.created_at)
     elapsed_ms = int((dt.datetime.now(dt.timezone.utc) - created).total_seconds() * 1000)
     report = report.model_copy(
@@ -173,13 +207,17 @@ def review(job_id: str, ctx: PipelineContext) -> dict:
             "requires_radiologist_review": verdict.requires_review,
             "review_reasons": verdict.reasons,
             "processing_time_ms": elapsed_ms,
+            "qa": verdict.summary(),  # per-study hallucination/omission counts, for monitoring
         }
     )
-    return {
+    fields = {
         "report": report.model_dump(mode="json"),
         "requires_review": verdict.requires_review,
         "review_reasons": verdict.reasons,
     }
+    if ctx.settings.result_servers:
+        fields["results_state"] = "pending"  # committed with the report; _store_results does the rest
+    return fields
 
 
 _WORK = {Step.INGESTION: ingest, Step.INFERENCE: infer, Step.FORMATTING: format_report, Step.QA: review}

@@ -1,0 +1,1 @@
+"""Serving-time machinery around a bundle: the dynamic batcher."""
