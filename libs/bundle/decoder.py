@@ -120,7 +120,8 @@ class ReportDecoder:
     """Loads decoder.onnx + tokenizer.json and generates greedily, one study at a time (N = 1)."""
 
     def __init__(self, decoder_path: Path, tokenizer_path: Path, *, max_new_tokens: int = 160,
-                 no_repeat_ngram_size: int = 0, providers: list[str] | None = None, session_options=None):
+                 no_repeat_ngram_size: int = 0, num_beams: int = 1, length_penalty: float = 1.0,
+                 providers: list[str] | None = None, session_options=None):
         import onnxruntime as ort
 
         try:
@@ -136,6 +137,8 @@ class ReportDecoder:
             raise BundleUnavailable(f"cannot load decoder {decoder_path}: {first}") from None
         self.max_new_tokens = max_new_tokens
         self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.num_beams = num_beams
+        self.length_penalty = length_penalty
         self._check_io()
 
     def _check_io(self) -> None:
@@ -184,8 +187,13 @@ class ReportDecoder:
         out = self._session.run(self._output_names, feed)
         return out[0], out[1:]
 
-    def generate(self, prompt: str, prefix: np.ndarray | None = None, max_new_tokens: int | None = None) -> Generated:
-        """Greedy decoding of one report. `prefix`: float32 [1, P, D] image tokens, or None."""
+    def generate(self, prompt: str, prefix: np.ndarray | None = None, max_new_tokens: int | None = None,
+                 num_beams: int | None = None) -> Generated:
+        """Decode one report (greedy, or beam search when num_beams > 1). `prefix`: float32 [1, P, D]
+        image tokens, or None."""
+        beams = self.num_beams if num_beams is None else num_beams
+        if beams > 1:
+            return self._beam(prompt, prefix, self.max_new_tokens if max_new_tokens is None else max_new_tokens, beams)
         start = time.perf_counter()
         if prefix is not None and not self.has_prefix:
             raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
@@ -205,6 +213,61 @@ class ReportDecoder:
             step_ids = [nxt]
         text = self.tokenizer.decode(out)
         return Generated(text=text, token_ids=out, ms=(time.perf_counter() - start) * 1000.0)
+
+    def _beam(self, prompt: str, prefix: np.ndarray | None, limit: int, k: int) -> Generated:
+        """Beam search with the beams as the batch (they share the prompt, so lengths stay equal).
+        Finished hypotheses are ranked by sum(log p) / length ** length_penalty."""
+        start = time.perf_counter()
+        if prefix is not None and not self.has_prefix:
+            raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
+        past = [np.zeros((1, h, 0, dh), dtype=np.float32) for h, dh in self._past_shapes for _ in range(2)]
+        logits, past = self._step(self.prompt_ids(prompt), past, prefix)
+        seqs: list[list[int]] = [[]]
+        scores = np.zeros(1)
+        finished: list[tuple[float, list[int]]] = []
+        for step in range(limit):
+            logp = logits.astype(np.float64)
+            logp = logp - logp.max(axis=1, keepdims=True)
+            logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            for b, seq in enumerate(seqs):
+                for banned in _banned_by_ngram(seq, self.no_repeat_ngram_size):
+                    logp[b, banned] = -np.inf
+            total = scores[:, None] + logp
+            flat = np.argsort(-total, axis=None)[: 2 * k]
+            new_seqs, new_scores, rows = [], [], []
+            for idx in flat:
+                b, tok = divmod(int(idx), logp.shape[1])
+                score = float(total[b, tok])
+                if not np.isfinite(score):
+                    continue
+                if tok == self.eos:
+                    finished.append((score / max(len(seqs[b]), 1) ** self.length_penalty, seqs[b]))
+                else:
+                    new_seqs.append(seqs[b] + [tok])
+                    new_scores.append(score)
+                    rows.append(b)
+                if len(new_seqs) == k:
+                    break
+            best_open = max(new_scores) / (len(new_seqs[0]) ** self.length_penalty) if new_seqs else -np.inf
+            if not new_seqs or (len(finished) >= k and max(f[0] for f in finished) >= best_open):
+                break
+            seqs, scores = new_seqs, np.asarray(new_scores)
+            past = [p[rows] for p in past]
+            logits, past = self._step_batch([[s[-1]] for s in seqs], past)
+        if not finished:
+            finished = [(float(sc) / max(len(sq), 1) ** self.length_penalty, sq) for sc, sq in zip(scores, seqs)]
+        best = max(finished, key=lambda f: f[0])[1]
+        return Generated(text=self.tokenizer.decode(best), token_ids=best, ms=(time.perf_counter() - start) * 1000.0)
+
+    def _step_batch(self, ids: list[list[int]], past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        feed = {INPUT_IDS: np.asarray(ids, dtype=np.int64)}
+        for i in range(self.n_layers):
+            k, v = past_names(i)
+            feed[k], feed[v] = np.ascontiguousarray(past[2 * i]), np.ascontiguousarray(past[2 * i + 1])
+        if self.has_prefix:
+            feed[INPUT_PREFIX] = np.zeros((len(ids), 0, self.prefix_dim or 1), dtype=np.float32)
+        out = self._session.run(self._output_names, feed)
+        return out[0], out[1:]
 
     def warm_up(self) -> None:
         self.generate(build_prompt("none", "not assessed"), max_new_tokens=1)

@@ -74,6 +74,9 @@ class Generation(_Strict):
         description="True: the encoder outputs `image_tokens` and the decoder takes them as `prefix_embeds`",
     )
     no_repeat_ngram_size: int = Field(default=0, ge=0, le=16, description="Block repeated n-grams (0 = off)")
+    num_beams: int = Field(default=1, ge=1, le=8, description="1 = greedy; k > 1 = beam search with k beams")
+    length_penalty: float = Field(default=1.0, ge=0.0, le=4.0,
+                                  description="Beam search ranks finished reports by log p / length ** this")
 
 
 class Batching(_Strict):

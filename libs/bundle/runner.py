@@ -116,6 +116,7 @@ class BundleRunner:
         gen = m.generation or Generation()
         decoder = ReportDecoder(self.bundle_dir / m.files.decoder, self.bundle_dir / m.files.tokenizer,
                                 max_new_tokens=gen.max_new_tokens, no_repeat_ngram_size=gen.no_repeat_ngram_size,
+                                num_beams=gen.num_beams, length_penalty=gen.length_penalty,
                                 providers=list(self.providers), session_options=session_options)
         if gen.image_tokens:
             if ENCODER_IMAGE_TOKENS not in {o.name for o in self._session.get_outputs()}:

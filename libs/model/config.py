@@ -118,6 +118,8 @@ class ExportConfig(_Strict):
     parity_reports: int = 200
     max_new_tokens: int = 160
     no_repeat_ngram_size: int = 0
+    num_beams: int = 1
+    length_penalty: float = 1.0
     quantize: bool = True
 
 

@@ -294,7 +294,9 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
         gen = manifest.generation
         decoder = ReportDecoder(bundle / manifest.files.decoder, bundle / manifest.files.tokenizer,
                                 max_new_tokens=gen.max_new_tokens if gen else 160,
-                                no_repeat_ngram_size=gen.no_repeat_ngram_size if gen else 0)
+                                no_repeat_ngram_size=gen.no_repeat_ngram_size if gen else 0,
+                                num_beams=gen.num_beams if gen else 1, length_penalty=gen.length_penalty if gen else 1.0)
+        result["generation"] = gen.model_dump() if gen else None
 
     # ---- report side
     train_reports = data.reports_in("train")

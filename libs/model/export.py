@@ -252,7 +252,8 @@ def build_manifest(cfg: TrainConfig, state: dict, files: dict, metrics: dict, im
         input={"size": cfg.image_size, "channels": 1, "normalization": state["normalization"], "pixel_range": "0-1"},
         files=files, metrics=metrics,
         generation={"prompt_format": "cxr-findings-v1", "max_new_tokens": cfg.export.max_new_tokens,
-                    "image_tokens": image_tokens, "no_repeat_ngram_size": cfg.export.no_repeat_ngram_size}
+                    "image_tokens": image_tokens, "no_repeat_ngram_size": cfg.export.no_repeat_ngram_size,
+                    "num_beams": cfg.export.num_beams, "length_penalty": cfg.export.length_penalty}
         if files.get("decoder") else None,
         batching={"max_batch_size": 8, "max_queue_delay_ms": 100},
         intended_use=cfg.intended_use.strip(),

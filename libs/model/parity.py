@@ -17,13 +17,14 @@ from libs.domain.labels import CHEXPERT_LABELS
 
 
 def generate_all(decoder_path: Path, tokenizer_path: Path, prompts: list[str], prefixes=None, *,
-                 max_new_tokens: int = 160, no_repeat_ngram_size: int = 0, progress: bool = False):
+                 max_new_tokens: int = 160, no_repeat_ngram_size: int = 0, num_beams: int = 1,
+                 length_penalty: float = 1.0, progress: bool = False):
     from tqdm import tqdm
 
     from libs.bundle.decoder import ReportDecoder
 
     dec = ReportDecoder(decoder_path, tokenizer_path, max_new_tokens=max_new_tokens,
-                        no_repeat_ngram_size=no_repeat_ngram_size)
+                        no_repeat_ngram_size=no_repeat_ngram_size, num_beams=num_beams, length_penalty=length_penalty)
     out = []
     for i, prompt in enumerate(tqdm(prompts, disable=not progress, leave=False, desc="generating")):
         out.append(dec.generate(prompt, None if prefixes is None else prefixes[i]))
@@ -79,7 +80,7 @@ def measure_parity(cfg, state, data, enc32: Path, enc8: Path, dec32: Path | None
             reports = (data.reports_in("test") or data.reports_in("val"))[: cfg.export.parity_reports]
         prompts = [reference_prompt(r) for r in reports]
         kw = dict(max_new_tokens=cfg.export.max_new_tokens, no_repeat_ngram_size=cfg.export.no_repeat_ngram_size,
-                  progress=progress)
+                  num_beams=cfg.export.num_beams, length_penalty=cfg.export.length_penalty, progress=progress)
         g32 = generate_all(dec32, tok_path, prompts, prefixes, **kw)
         g8 = generate_all(dec8, tok_path, prompts, prefixes, **kw)
         refs = [r.text for r in reports]

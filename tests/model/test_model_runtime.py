@@ -113,6 +113,26 @@ def test_exported_decoder_step_matches_torch(tmp_path, tokenizer_file, image_tok
     np.testing.assert_allclose(logits[0], ref[0, -1].numpy(), atol=1e-4)
 
 
+def test_beam_search_runs_on_the_batch_dimension(tmp_path, tokenizer_file):
+    from libs.model.decoder import DecoderLM
+    from libs.model.export import export_decoder
+
+    torch.manual_seed(1)
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder = DecoderLM(BPETokenizer.from_file(tokenizer_file).vocab_size, d_model=32, layers=1, heads=2,
+                                     ff=64, max_positions=128, dropout=0.0)
+
+    dec = ReportDecoder(export_decoder(Holder().eval(), tmp_path / "d.onnx", False), tokenizer_file,
+                        max_new_tokens=10, num_beams=3, no_repeat_ngram_size=2)
+    out = dec.generate(build_prompt("none", "not assessed"))
+    assert 0 < len(out.token_ids) <= 10 and dec.eos not in out.token_ids
+    pairs = list(zip(out.token_ids, out.token_ids[1:]))
+    assert len(pairs) == len(set(pairs))  # no repeated bigram
+
+
 def test_no_repeat_ngram_blocks_repeats():
     from libs.bundle.decoder import _banned_by_ngram
 
