@@ -47,9 +47,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(upgrade_schema, engine)
         log.info("gateway ready: database %s, queue %s, bundle %s",
                  engine.url.render_as_string(hide_password=True), settings.queue_backend, settings.bundle_path)
+        watcher = None
+        if settings.auto_report_on_stable:
+            # Studies pushed with STOW-RS get a job once no instance arrived for stable_study_age_s.
+            from libs.dicomweb.stable import StableStudyWatcher
+
+            watcher = StableStudyWatcher(engine, settings, publisher.publish)
+            watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             await run_in_threadpool(publisher.close)
 
     app = FastAPI(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -69,6 +69,11 @@ class JobOut(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     history: dict[str, dt.datetime] = Field(description="state → when the job entered it")
+    pacs_results: dict[str, Any] | None = Field(
+        default=None,
+        description="Report SR stored back to the PACS (docs/pacs.md): `state` (pending, stored, partial, "
+                    "failed), the SR's UIDs and each server's outcome; absent when no PACS takes results",
+    )
     links: Links
 
 

@@ -24,9 +24,16 @@ How results are reported (one design, for every client):
 - 409 (nothing stored): the body is an RFC 9457 problem (`application/problem+json`) instead, with
   a `failures` list [{index, sop_instance_uid?, failure_reason, reason}], so clients that only
   read problem details learn why; `index` is the part's 0-based position in the request.
-- An instance whose SOPInstanceUID is already stored is reported as stored (ReferencedSOPSequence,
-  no WarningReason: PS3.18 defines no code for duplicates, and the first copy is kept unchanged);
-  a Warning header says it was a duplicate.
+- An instance whose SOPInstanceUID is already stored is a success, not an error: the first copy is
+  kept unchanged and the instance is listed in ReferencedSOPSequence with WarningReason (0008,1196)
+  0xB00E (45070) "instance already stored", plus a Warning header. PS3.18 Table I.2-1 defines no
+  code for a duplicate (B000 coercion, B006 elements discarded, B007 does not match SOP class) and
+  lets an implementation add its own, documented in its conformance statement (docs/pacs.md).
+  45070 is the value Microsoft's DICOM service uses for "SOP instance already exists"; it reports
+  it as a *failure* with 409, which a forwarding PACS treats as a failed transfer (Orthanc's STOW-RS
+  client fails a job when FailedSOPSequence is not empty). Here it is a warning, so a PACS that
+  sends a study again (a retried route, a re-forward) succeeds, and HTTP stays 200 when every
+  instance is stored, newly or before.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ DICOM_JSON_MEDIA_TYPE = "application/dicom+json"
 FAILURE_CANNOT_UNDERSTAND = 0xC000
 FAILURE_STUDY_MISMATCH = 0xA901
 FAILURE_PROCESSING = 0x0110
+WARNING_ALREADY_STORED = 0xB00E  # 45070, implementation-specific (see the module docstring)
 
 MAX_WARNINGS = 50
 WARN_AGENT = "cxr-gateway"
@@ -145,6 +153,8 @@ def store_response(results: list[PartResult]) -> dict[str, Any]:
             item["00081150"] = _ui(r.sop_class_uid)
         if r.sop_instance_uid:
             item["00081155"] = _ui(r.sop_instance_uid)
+        if not r.newly_stored:
+            item["00081196"] = {"vr": "US", "Value": [WARNING_ALREADY_STORED]}
         referenced.append(item)
     if referenced:
         body["00081199"] = {"vr": "SQ", "Value": referenced}

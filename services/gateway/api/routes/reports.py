@@ -60,7 +60,8 @@ def _valid_study_uid(study_id: str) -> str:
 
 def _unknown_study(study_id: str) -> ProblemError:
     return ProblemError(
-        404, f"unknown study {study_id}: no instances of it are stored (send them with STOW-RS first)",
+        404, f"unknown study {study_id}: no instances of it are stored (send them with STOW-RS first, "
+             "or configure a PACS to pull studies from: docs/pacs.md)",
         slug="unknown-study", title="Unknown study",
     )
 
@@ -74,7 +75,9 @@ def _unknown_study(study_id: str) -> ProblemError:
     description=(
         "Starts a report job for a study whose instances were stored with STOW-RS "
         "(`POST /dicomweb/studies`). Every image named in `images` must be stored under its series; "
-        "with no `images`, every stored instance of the study is used.\n\n"
+        "with no `images`, every stored instance of the study is used. When a PACS is configured "
+        "(docs/pacs.md), a study or image not stored yet is not an error: the job is created and its "
+        "ingestion step pulls the study from the PACS (QIDO-RS + WADO-RS) first.\n\n"
         "Idempotent: repeating the same request (or the same `Idempotency-Key`) returns the job the "
         "first one made (status 200 instead of 202); an `Idempotency-Key` reused with a different body "
         "is rejected with 422. If the job queue is unreachable the job is not kept and the answer is 503: "
@@ -100,6 +103,7 @@ def request_report(
     response: Response,
     engine: EngineDep,
     publisher: PublisherDep,
+    settings: SettingsDep,
     body: Annotated[ReportRequest | None, Body()] = None,
     idempotency_key: Annotated[
         str | None,
@@ -121,11 +125,14 @@ def request_report(
 
     with session_scope(engine) as session:
         stored = crud.instances_for_study(session, study_id)
-        if not stored:
+        pull = bool(settings.pull_servers)  # missing images are then fetched by the ingestion step
+        if not stored and not pull:
             raise _unknown_study(study_id)
         by_uid = {i.sop_instance_uid: i for i in stored}
         for ref in request.images:
             inst = by_uid.get(ref.instance_uid)
+            if inst is None and pull:
+                continue
             if inst is None or inst.series_uid != ref.series_uid:
                 raise ProblemError(
                     404,
@@ -283,6 +290,7 @@ def get_job(job_id: str, engine: EngineDep) -> JobOut:
         if row is None:
             raise ProblemError(404, f"no job {job_id}", slug="unknown-job", title="Unknown job")
         job = crud.to_domain(row)
+        pacs_results = {"state": row.results_state, **(row.results or {})} if row.results_state else None
     return JobOut(
         job_id=job.id,
         study_id=job.study_uid,
@@ -292,5 +300,6 @@ def get_job(job_id: str, engine: EngineDep) -> JobOut:
         created_at=job.created_at,
         updated_at=job.updated_at,
         history=job.history,
+        pacs_results=pacs_results,
         links=links_for(job.study_uid, job.id),
     )

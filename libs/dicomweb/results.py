@@ -1,0 +1,135 @@
+"""Storing a finished report back to the PACS as a DICOM SR (STOW-RS), and recording the outcome.
+
+Runs after the QA step has committed the report (libs/pipeline/steps.py, `_store_results`), only
+for jobs whose `results_state` is `pending` (set together with the report when some PACS has
+`store_results: true`). It never raises and never touches the report: a PACS that is down delays
+nothing and loses nothing. Each request is retried with backoff (libs/dicomweb/client.py); the
+outcome goes on the job:
+
+    results_state: stored (every server took it) | partial (some did) | failed (none did)
+    results: {"sr_series_uid", "sr_instance_uid", "servers": {name: {"status", "detail", "at"}}}
+
+The SR's UIDs are derived from the job id, so a second attempt (a redelivered message after a
+worker died) sends the same instance, which a PACS keeps once; servers that already took it are
+not sent it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import update
+
+from libs.core.config import PacsServer
+from libs.dicomweb.client import PacsUnavailable, describe, make_client
+from libs.domain.job import JobState
+from libs.domain.report import Report
+from libs.domain.request import ReportRequest
+from libs.storage import crud
+from libs.storage.db import session_scope
+from libs.storage.models import JobRow
+
+log = logging.getLogger(__name__)
+
+PENDING, STORED, PARTIAL, FAILED = "pending", "stored", "partial", "failed"
+
+
+def build_job_sr(job: JobRow, ctx):  # noqa: ANN001, ANN201 - PipelineContext -> ComprehensiveSR
+    """The job's report as an SR whose evidence is the images the report was drafted from."""
+    import pydicom
+
+    from libs.sr import ModelIdentity, build_report_sr, sr_uids
+
+    report = Report.model_validate(job.report)
+    request = ReportRequest.model_validate(job.request)
+    with session_scope(ctx.engine) as session:
+        stored = crud.instances_for_study(session, job.study_uid)
+    if request.images:
+        named = {r.instance_uid for r in request.images}
+        stored = [i for i in stored if i.sop_instance_uid in named]
+    if not stored:
+        raise ValueError(f"no stored images of study {job.study_uid} to reference")
+    sources = [pydicom.dcmread(str(i.path), stop_before_pixels=True) for i in stored]
+    output = job.model_output or {}
+    model = ModelIdentity(name=str(output.get("model_name") or "unknown model"),
+                          version=str(output.get("model_version") or report.model_version))
+    series_uid, sop_uid = sr_uids(job.id)
+    return build_report_sr(report, sources, model=model, series_instance_uid=series_uid,
+                           sop_instance_uid=sop_uid, read_instance_uid=job.instance_uid)
+
+
+def stow_sr(pacs: PacsServer, sr) -> str:  # noqa: ANN001 - a pydicom Dataset
+    """Stores one SR with STOW-RS; returns a short detail line or raises PacsUnavailable."""
+    client = make_client(pacs)
+    try:
+        answer = client.store_instances([sr], study_instance_uid=str(sr.StudyInstanceUID))
+    except Exception as exc:  # noqa: BLE001
+        raise describe(pacs, exc, f"storing the report SR of study {sr.StudyInstanceUID} (STOW-RS)") from exc
+    failed = list(getattr(answer, "FailedSOPSequence", None) or [])
+    if failed:
+        reason = getattr(failed[0], "FailureReason", "?")
+        raise PacsUnavailable(f"PACS {pacs.name!r} refused the report SR (FailureReason {reason})")
+    referenced = [str(i.ReferencedSOPInstanceUID) for i in getattr(answer, "ReferencedSOPSequence", None) or []
+                  if "ReferencedSOPInstanceUID" in i]
+    if referenced and str(sr.SOPInstanceUID) not in referenced:
+        raise PacsUnavailable(f"PACS {pacs.name!r} did not confirm the report SR")
+    warning = next((getattr(i, "WarningReason", None) for i in getattr(answer, "ReferencedSOPSequence", None) or []
+                    if "WarningReason" in i), None)
+    return "stored" + (f" (warning reason {warning})" if warning is not None else "")
+
+
+def store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001 - PipelineContext
+    """Stores the job's SR to every PACS with store_results; returns the job's results_state."""
+    try:
+        return _store_results(job_id, ctx)
+    except Exception:  # noqa: BLE001 - the report is committed; this must never fail the step
+        log.exception("job %s: storing the report SR failed unexpectedly", job_id)
+        _record(ctx, job_id, FAILED, {"error": "unexpected error while storing the report SR; see the log"})
+        return FAILED
+
+
+def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
+    with session_scope(ctx.engine) as session:
+        job = crud.get_job(session, job_id)
+        if job is None:
+            return None
+        session.expunge(job)
+    if job.state != JobState.REVIEWED.value or job.results_state != PENDING:
+        return job.results_state
+    servers = ctx.settings.result_servers
+    previous: dict[str, Any] = dict((job.results or {}).get("servers") or {})
+    try:
+        sr = build_job_sr(job, ctx)
+    except Exception as exc:  # noqa: BLE001 - e.g. a source file gone: retrying will not help
+        log.warning("job %s: report SR not built: %s", job_id, exc)
+        _record(ctx, job_id, FAILED, {"error": f"the report SR could not be built: {type(exc).__name__}: {exc}"[:500]})
+        return FAILED
+    outcome: dict[str, Any] = {"sr_series_uid": str(sr.SeriesInstanceUID),
+                               "sr_instance_uid": str(sr.SOPInstanceUID), "servers": previous}
+    for pacs in servers:
+        if previous.get(pacs.name, {}).get("status") == STORED:
+            continue
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        try:
+            detail = stow_sr(pacs, sr)
+            outcome["servers"][pacs.name] = {"status": STORED, "detail": detail, "at": now}
+            log.info("job %s: report SR %s stored to PACS %s", job_id, sr.SOPInstanceUID, pacs.name)
+        except PacsUnavailable as exc:
+            outcome["servers"][pacs.name] = {"status": FAILED, "detail": exc.reason, "at": now}
+            log.warning("job %s: report SR not stored: %s", job_id, exc.reason)
+    statuses = [outcome["servers"].get(p.name, {}).get("status") for p in servers]
+    state = STORED if all(s == STORED for s in statuses) else PARTIAL if STORED in statuses else FAILED
+    _record(ctx, job_id, state, outcome)
+    return state
+
+
+def _record(ctx, job_id: str, state: str, results: dict[str, Any]) -> None:  # noqa: ANN001
+    with session_scope(ctx.engine) as session:
+        session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.results_state == PENDING)
+            .values(results_state=state, results=results)
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,219 @@
+"""A finished report as a DICOM Comprehensive SR (highdicom), to be stored back to the PACS.
+
+Document layout (patterned on TID 2000 "Basic Diagnostic Imaging Report", without claiming the
+template formally):
+
+    CONTAINER  Diagnostic Imaging Report (LN 18748-4)
+      HAS CONCEPT MOD  Language = en-US
+      HAS OBS CONTEXT  Observer Type = Device; the model as the observer device (UID, name, version)
+      CONTAINS  TEXT Comment: "AI-GENERATED PRELIMINARY REPORT ..." (and why review is required)
+      CONTAINS  CODE Preliminary report = Yes; CODE Radiologist review required first = Yes/No
+      CONTAINS  CONTAINER Findings
+                  TEXT Finding: the findings text
+                  CODE Finding = <observation>          one per reported observation
+                    HAS PROPERTIES  NUM Certainty of Finding (%), CODE Severity, CODE Critical finding
+                    HAS CONCEPT MOD CODE Laterality
+                    INFERRED FROM   SCOORD POLYLINE Image Region (the box, source-image pixels)
+                                      SELECTED FROM IMAGE (the image the model read)
+                  TEXT Comment: observations the model does not assess
+                  IMAGE Source image ...                one per source image
+      CONTAINS  CONTAINER Impressions → TEXT Impression
+      CONTAINS  CONTAINER Recommendations → TEXT Recommendation
+
+Header: CompletionFlag PARTIAL, VerificationFlag UNVERIFIED, PreliminaryFlag PRELIMINARY, a series
+description that says "AI generated, preliminary", the model in ContributingEquipmentSequence
+(Processing Equipment), and the patient/study attributes copied from the source images so the SR
+files into the same study. Those attributes are PHI: this module never logs them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from libs.domain.report import Finding, Report
+from libs.sr import codes as C
+
+AI_NOTICE = (
+    "AI-GENERATED PRELIMINARY REPORT. Drafted automatically by {model}; not reviewed, verified or "
+    "signed by a radiologist. Not for diagnosis until a radiologist has reviewed it."
+)
+SERIES_DESCRIPTION = "AI generated preliminary report (unverified)"
+MANUFACTURER = "cxr-report"
+SR_SERIES_NUMBER = 990
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+    manufacturer: str = MANUFACTURER
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    @property
+    def device_uid(self) -> str:
+        """Stable per model version: the same device in every SR it writes."""
+        return generate_uid(entropy_srcs=["cxr-report observer device", self.name, self.version])
+
+
+def sr_uids(job_id: str) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) derived from the job: a retried store sends the same SR."""
+    return (generate_uid(entropy_srcs=["cxr-report sr series", job_id]),
+            generate_uid(entropy_srcs=["cxr-report sr instance", job_id]))
+
+
+def _text(name: hd.sr.CodedConcept, value: str, rel: str = "CONTAINS") -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name=name, value=value, relationship_type=rel)
+
+
+def _code(name: hd.sr.CodedConcept, value: hd.sr.CodedConcept, rel: str) -> hd.sr.CodeContentItem:
+    return hd.sr.CodeContentItem(name=name, value=value, relationship_type=rel)
+
+
+def _image(ds: Dataset, rel: str) -> hd.sr.ImageContentItem:
+    return hd.sr.ImageContentItem(
+        name=C.SOURCE_IMAGE,
+        referenced_sop_class_uid=ds.SOPClassUID,
+        referenced_sop_instance_uid=ds.SOPInstanceUID,
+        relationship_type=rel,
+    )
+
+
+def _box(finding: Finding, read_image: Dataset) -> hd.sr.ScoordContentItem:
+    x0, y0, x1, y1 = (float(v) for v in finding.bounding_box or ())
+    # Box edges are pixel edges (x1, y1 exclusive): the same as SR image coordinates, where (0, 0)
+    # is the top left corner of the top left pixel. A closed polyline: first point repeated.
+    points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
+    scoord = hd.sr.ScoordContentItem(
+        name=C.IMAGE_REGION,
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=points,
+        relationship_type="INFERRED FROM",
+    )
+    scoord.ContentSequence = hd.sr.ContentSequence([_image(read_image, "SELECTED FROM")])
+    return scoord
+
+
+def _finding_item(finding: Finding, read_image: Dataset | None) -> hd.sr.CodeContentItem:
+    item = _code(C.FINDING, C.observation_code(finding.label), "CONTAINS")
+    children: list = [
+        hd.sr.NumContentItem(name=C.CERTAINTY, value=round(finding.confidence * 100, 1), unit=C.PERCENT,
+                             relationship_type="HAS PROPERTIES"),
+        _code(C.CRITICAL_FINDING, C.YES if finding.is_critical else C.NO, "HAS PROPERTIES"),
+    ]
+    if finding.severity:
+        children.append(_code(C.SEVERITY, C.SEVERITIES[finding.severity], "HAS PROPERTIES"))
+    if finding.laterality:
+        children.append(_code(C.LATERALITY, C.LATERALITIES[finding.laterality], "HAS CONCEPT MOD"))
+    if finding.finding:
+        children.append(_text(C.COMMENT, finding.finding, "HAS PROPERTIES"))
+    if finding.bounding_box and read_image is not None:
+        children.append(_box(finding, read_image))
+    item.ContentSequence = hd.sr.ContentSequence(children)
+    return item
+
+
+def _container(name: hd.sr.CodedConcept, items: list) -> hd.sr.ContainerContentItem:
+    box = hd.sr.ContainerContentItem(name=name, relationship_type="CONTAINS")
+    box.ContentSequence = hd.sr.ContentSequence(items)
+    return box
+
+
+def build_report_sr(
+    report: Report,
+    sources: Sequence[Dataset],
+    *,
+    model: ModelIdentity,
+    series_instance_uid: str,
+    sop_instance_uid: str,
+    read_instance_uid: str | None = None,
+    series_number: int = SR_SERIES_NUMBER,
+    instance_number: int = 1,
+    when: dt.datetime | None = None,
+) -> hd.sr.ComprehensiveSR:
+    """The report as a Comprehensive SR in the sources' study.
+
+    `sources`: the study's images (headers are enough: read with stop_before_pixels), all of one
+    study; `read_instance_uid`: the image the model read, to which bounding boxes refer.
+    """
+    if not sources:
+        raise ValueError("an SR needs at least one source image")
+    studies = {str(ds.StudyInstanceUID) for ds in sources}
+    if len(studies) != 1:
+        raise ValueError(f"the source images belong to {len(studies)} studies")
+    read_image = next((ds for ds in sources if ds.SOPInstanceUID == read_instance_uid), None)
+    when = when or dt.datetime.now(dt.timezone.utc)
+
+    device = hd.sr.ObserverContext(
+        observer_type=C.DEVICE,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=model.device_uid,
+            name=model.name[:64],
+            manufacturer_name=model.manufacturer[:64],
+            model_name=model.label[:64],
+        ),
+    )
+    notice = AI_NOTICE.format(model=model.label)
+    if report.requires_radiologist_review:
+        reasons = "; ".join(report.review_reasons) or "flagged by QA"
+        notice += f" Radiologist review required first: {reasons}."
+
+    findings: list = []
+    if report.findings_text:
+        findings.append(_text(C.FINDING, report.findings_text))
+    findings += [_finding_item(f, read_image) for f in report.findings]
+    if report.not_assessed:
+        findings.append(_text(C.COMMENT, "Not assessed by the model (neither positive nor negative): "
+                                         + ", ".join(report.not_assessed)))
+    findings += [_image(ds, "CONTAINS") for ds in sources]
+
+    root = hd.sr.ContainerContentItem(name=C.DOCUMENT_TITLE)
+    root.ContentSequence = hd.sr.ContentSequence([
+        *hd.sr.LanguageOfContentItemAndDescendants(C.ENGLISH),
+        *hd.sr.ObservationContext(observer_device_context=device),
+        _text(C.COMMENT, notice),
+        _code(C.PRELIMINARY_REPORT, C.YES, "CONTAINS"),
+        _code(C.REVIEW_REQUIRED, C.YES if report.requires_radiologist_review else C.NO, "CONTAINS"),
+        _container(C.FINDINGS_SECTION, findings),
+        _container(C.IMPRESSIONS_SECTION, [_text(C.IMPRESSION, report.impression or "(none)")]),
+        _container(C.RECOMMENDATIONS_SECTION, [_text(C.RECOMMENDATION, report.recommendations or "(none)")]),
+    ])
+
+    equipment = hd.ContributingEquipment(
+        manufacturer=model.manufacturer[:64],
+        purpose_of_reference=C.PROCESSING_EQUIPMENT,
+        manufacturer_model_name=model.name[:64],
+        software_versions=model.version[:64],
+        contribution_datetime=when,
+        contribution_description=f"AI model {model.label} drafted this preliminary report"[:64],
+    )
+    sr = hd.sr.ComprehensiveSR(
+        evidence=list(sources),
+        content=root,
+        series_instance_uid=series_instance_uid,
+        series_number=series_number,
+        sop_instance_uid=sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer=model.manufacturer[:64],
+        is_complete=False,
+        is_final=False,
+        is_verified=False,
+        contributing_equipment=[equipment],
+    )
+    sr.SeriesDescription = SERIES_DESCRIPTION
+    sr.PreliminaryFlag = "PRELIMINARY"
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = C.LOCAL_SCHEME
+    scheme.CodingSchemeName = C.LOCAL_SCHEME_NAME
+    scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    return sr
