@@ -172,3 +172,32 @@ def pg_url() -> Iterator[str]:
         get_engine(Settings(database_url=url).sqlalchemy_url).dispose()
         with psycopg.connect(PG_BASE_URL, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+REDIS_BASE = os.environ.get("CXR_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database number (10-15) nobody else in this run holds, emptied before and after.
+    Redis being unreachable fails the test (never skips it)."""
+    import redis
+
+    # DB numbers 10-15 are this suite's; pick one nobody else in this run holds.
+    client = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Redis at {REDIS_BASE} is required for these tests: {exc}")
+    for db in range(10, 16):
+        if client.set(f"cxr-test-lock:{db}", os.getpid(), nx=True, ex=600):
+            break
+    else:
+        pytest.fail("no free Redis test database (10-15)")
+    url = f"{REDIS_BASE}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    try:
+        yield url
+    finally:
+        redis.Redis.from_url(url).flushdb()
+        client.delete(f"cxr-test-lock:{db}")

@@ -16,34 +16,6 @@ from pydicom.uid import generate_uid
 from services.gateway import create_app
 from tests.gateway.helpers import assert_problem, count_rows, stow
 
-REDIS_BASE = os.environ.get("CXR_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-
-
-@pytest.fixture
-def redis_test_url() -> Iterator[str]:
-    """A Redis database number (10-15) nobody else in this run holds, emptied before and after.
-
-    Uses the same `cxr-test-lock:<db>` convention as tests/integration, so suites never share one.
-    """
-    client = redis.Redis.from_url(f"{REDIS_BASE}/0")
-    try:
-        client.ping()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"Redis at {REDIS_BASE} is required for these tests: {exc}")
-    for db in range(10, 16):
-        if client.set(f"cxr-test-lock:{db}", os.getpid(), nx=True, ex=600):
-            break
-    else:
-        pytest.fail("no free Redis test database (10-15)")
-    url = f"{REDIS_BASE}/{db}"
-    redis.Redis.from_url(url).flushdb()
-    try:
-        yield url
-    finally:
-        redis.Redis.from_url(url).flushdb()
-        client.delete(f"cxr-test-lock:{db}")
-
-
 def _queued_messages(url: str) -> list[dict]:
     r = redis.Redis.from_url(url)
     out = []
@@ -57,20 +29,20 @@ def _queued_messages(url: str) -> list[dict]:
     return out
 
 
-def test_celery_publish_reaches_the_ingestion_queue(make_settings, make_chest_dicom, redis_test_url) -> None:  # noqa: ANN001
-    settings = make_settings(queue_backend="celery", redis_url=redis_test_url)
+def test_celery_publish_reaches_the_ingestion_queue(make_settings, make_chest_dicom, redis_url) -> None:  # noqa: ANN001
+    settings = make_settings(queue_backend="celery", redis_url=redis_url)
     with TestClient(create_app(settings)) as c:
         study = generate_uid()
         assert stow(c, [make_chest_dicom(study_uid=study)]).status_code == 200
         r = c.post(f"/api/v1/studies/{study}/report", json={"priority": "stat"})
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
-        [message] = _queued_messages(redis_test_url)
+        [message] = _queued_messages(redis_url)
         assert message["task"] == "cxr.ingestion"
         assert message["kwargs"]["job_id"] == job_id and message["kwargs"]["priority"] == "stat"
         # A repeat of the request publishes nothing more.
         assert c.post(f"/api/v1/studies/{study}/report", json={"priority": "stat"}).status_code == 200
-        assert len(_queued_messages(redis_test_url)) == 1
+        assert len(_queued_messages(redis_url)) == 1
 
 
 def test_redis_outage_is_503_and_leaves_no_job(make_settings, make_chest_dicom) -> None:  # noqa: ANN001

@@ -19,11 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 
 PG_ADMIN_URL = os.environ.get("CXR_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_BASE = os.environ.get("CXR_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("ingestion", "inference", "formatting", "qa")
 
@@ -41,26 +39,6 @@ def pg_database() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    # DB numbers 10-15 are this suite's; pick one nobody else in this run holds.
-    client = redis.Redis.from_url(f"{REDIS_BASE}/0")
-    try:
-        client.ping()
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"Redis at {REDIS_BASE} is required for integration tests: {exc}")
-    for db in range(10, 16):
-        if client.set(f"cxr-test-lock:{db}", os.getpid(), nx=True, ex=600):
-            break
-    else:
-        pytest.fail("no free Redis test database (10-15)")
-    url = f"{REDIS_BASE}/{db}"
-    redis.Redis.from_url(url).flushdb()
-    yield url
-    redis.Redis.from_url(url).flushdb()
-    client.delete(f"cxr-test-lock:{db}")
 
 
 def free_port() -> int:
