@@ -1,10 +1,21 @@
 """Compares what the report text says with what the detection head saw, observation by observation.
 
-The text is re-read with the project's labeler (not trusted because we wrote it: a decoder can
-hallucinate). Review is required when:
-- a critical finding is reported by either side;
-- the two sides disagree on an assessed observation (text-only = hallucination, head-only = omission);
-- a reported finding's confidence is below the request's confidence_threshold.
+The text (Findings + Impression) is re-read with the project's labeler: it is not trusted because we
+wrote it, since a decoder can hallucinate. Lines starting with "Not assessed" are skipped: they name
+what the model did not look at, which is neither a positive nor a negative statement. The head's side
+is its calibrated probability against the bundle's per-label threshold (ModelOutput).
+
+A radiologist must review the study first (requires_radiologist_review) when:
+1. critical: a critical finding (pneumothorax, fracture, lung lesion/mass, pleural effusion) is reported
+   by either side. The text counts a finding it states as present or possible.
+2. disagreement: the two sides disagree on an observation. In the text but not seen by the head is a
+   hallucination (only for observations the head assesses: for the others it cannot say "absent");
+   seen by the head but missing from the text is an omission.
+3. laterality: the text puts a finding on one side and the head's box for it is on the other, read
+   with the radiological convention (patient's right = image left on PA/AP, libs/qa/laterality.py).
+4. low confidence: a reported finding's confidence is below the request's confidence_threshold.
+
+Each reason is one PHI-free sentence; the counts go into Report.qa for monitoring.
 """
 
 from __future__ import annotations
@@ -13,39 +24,70 @@ from dataclasses import dataclass, field
 
 from libs.domain.labels import ABNORMAL_LABELS, CRITICAL_LABELS
 from libs.domain.model_output import ModelOutput
-from libs.domain.report import Report
+from libs.domain.report import QaSummary, Report
 from libs.domain.request import ReportRequest
+from libs.qa.laterality import ImageInfo, box_side, contradicts
+from libs.reporting.templating import NOT_ASSESSED_PREFIX
+_PRESENT = ("positive", "uncertain")
 
 
 @dataclass
 class Verdict:
     requires_review: bool
     reasons: list[str] = field(default_factory=list)
+    critical: list[str] = field(default_factory=list)
     hallucinations: list[str] = field(default_factory=list)
     omissions: list[str] = field(default_factory=list)
+    laterality_conflicts: list[str] = field(default_factory=list)
+    low_confidence: list[str] = field(default_factory=list)
+
+    def summary(self) -> QaSummary:
+        return QaSummary(
+            critical=list(self.critical),
+            hallucinations=list(self.hallucinations),
+            omissions=list(self.omissions),
+            laterality_conflicts=list(self.laterality_conflicts),
+            low_confidence=list(self.low_confidence),
+            hallucination_count=len(self.hallucinations),
+            omission_count=len(self.omissions),
+        )
+
+
+def qa_text(report: Report) -> str:
+    """The text QA re-reads: Findings and Impression without the not-assessed lines."""
+    lines = f"{report.findings_text}\n{report.impression}".splitlines()
+    return "\n".join(line for line in lines if not line.strip().lower().startswith(NOT_ASSESSED_PREFIX.lower()))
+
+
+def read_text(text: str):  # noqa: ANN201 - libs.labeler.LabelerResult
+    from libs.labeler import label_report
+
+    return label_report(text)
 
 
 def text_findings(report: Report) -> set[str]:
     """Observations the text states as present or possible (uncertain counts: it still needs a look)."""
-    from libs.labeler import Status, label_report
+    reading = read_text(qa_text(report))
+    return {name for name, obs in reading.observations.items() if name in ABNORMAL_LABELS and obs.status.value in _PRESENT}
 
-    result = label_report(f"{report.findings_text}\n{report.impression}")
-    return {
-        name
-        for name, obs in result.observations.items()
-        if name in ABNORMAL_LABELS and obs.status in (Status.POSITIVE, Status.UNCERTAIN)
+
+def review_report(
+    report: Report, output: ModelOutput, request: ReportRequest, image: ImageInfo | None = None
+) -> Verdict:
+    reading = read_text(qa_text(report))
+    in_text = {
+        name for name, obs in reading.observations.items() if name in ABNORMAL_LABELS and obs.status.value in _PRESENT
     }
-
-
-def review_report(report: Report, output: ModelOutput, request: ReportRequest) -> Verdict:
-    in_text = text_findings(report)
     by_head = {p.label for p in output.positives()}
     assessed = {p.label for p in output.predictions if p.assessed}
     verdict = Verdict(requires_review=False)
 
     for label in ABNORMAL_LABELS:
         if label in CRITICAL_LABELS and (label in in_text or label in by_head):
-            who = " and ".join(s for s, hit in (("detection head", label in by_head), ("report text", label in in_text)) if hit)
+            who = " and ".join(
+                s for s, hit in (("detection head", label in by_head), ("report text", label in in_text)) if hit
+            )
+            verdict.critical.append(label)
             verdict.reasons.append(f"critical finding: {label} ({who})")
         if label in assessed and label in in_text and label not in by_head:
             verdict.hallucinations.append(label)
@@ -53,8 +95,21 @@ def review_report(report: Report, output: ModelOutput, request: ReportRequest) -
         if label in by_head and label not in in_text:
             verdict.omissions.append(label)
             verdict.reasons.append(f"disagreement: {label} detected by the detection head but missing from the text")
+        if label in by_head and label in in_text:
+            text_side = reading.observations[label].laterality
+            box = output.prediction(label).bounding_box
+            side = box_side(box, image)
+            if contradicts(text_side, side):
+                assert image is not None and box is not None
+                verdict.laterality_conflicts.append(label)
+                verdict.reasons.append(
+                    f"laterality: {label} is {text_side} in the text but the detection head's box is on the "
+                    f"patient's {side} (box x {box[0]}-{box[2]} of {image.width} columns, {image.view.value} view, "
+                    "patient's right on the image left)"
+                )
     for finding in report.findings:
         if finding.confidence < request.confidence_threshold:
+            verdict.low_confidence.append(finding.label)
             verdict.reasons.append(
                 f"low confidence: {finding.label} {finding.confidence:.2f} < {request.confidence_threshold:.2f}"
             )

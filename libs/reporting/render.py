@@ -1,80 +1,127 @@
-"""Renders Findings / Impression / Recommendations in the hospital's template.
+"""Renders Findings / Impression / Recommendations with the request's report template.
 
-Templates:
-- `standard`: a sentence for every observation the model assesses (positive ones with their confidence),
-  then what it does not assess, so a reader can tell "not seen" from "not looked for".
-- `concise`: positive findings only, one line each with confidence.
+Templates are YAML files (libs/reporting/templates/, see templating.py): `standard` (a sentence per
+assessed observation, with confidence), `concise` (positive findings only, no confidence) and
+`structured` (one line per anatomical region, with confidence and box location).
+
+Where the text comes from:
+- The model wrote no text (a detection-only bundle): every sentence comes from the detection head's
+  positives and negatives, in the template's wording. The side of a finding comes from its box
+  (radiological convention, libs/qa/laterality.py); severity is not known.
+- The model wrote text (ModelOutput.text): that text is the Findings, verbatim. Its IMPRESSION section,
+  if it has one, is the Impression; otherwise the Impression summarises what the labeler reads as
+  present in the text (never what only the detection head saw: QA compares the two, and a summary
+  from the head would hide the text's omissions). The structured findings are still the head's
+  positives (they carry the confidence and box); their severity and side come from the labeler's
+  reading of the text.
+
+Either way, observations the bundle does not assess are listed on their own "Not assessed" line:
+"not assessed" is never written as negative.
 """
 
 from __future__ import annotations
 
+import re
+
 from libs.core.errors import InputRejected
 from libs.domain.labels import ABNORMAL_LABELS, CRITICAL_LABELS
-from libs.domain.model_output import ModelOutput
+from libs.domain.model_output import LabelPrediction, ModelOutput
 from libs.domain.report import Finding, Report
 from libs.domain.request import ReportRequest
-from libs.reporting.phrases import PHRASES
-
-TEMPLATES = ("standard", "concise")
-
-PRELIMINARY_NOTICE = (
-    "AI-generated preliminary draft: it must be reviewed, edited as needed and signed by a radiologist."
+from libs.qa.laterality import ImageInfo, box_side
+from libs.reporting.phrases import LIST_NAMES, PHRASES, finding_phrase
+from libs.reporting.templating import (
+    NOT_ASSESSED_PREFIX,
+    PRELIMINARY_NOTICE,
+    ReportTemplate,
+    TemplateError,
+    available_templates,
+    load_template,
 )
+
+__all__ = [
+    "NOT_ASSESSED_PREFIX",
+    "PRELIMINARY_NOTICE",
+    "TEMPLATES",
+    "check_template",
+    "document_text",
+    "render_report",
+    "split_model_text",
+]
+
+TEMPLATES: tuple[str, ...] = available_templates()
+
+_IMPRESSION = re.compile(r"(?im)^[ \t]*impression[ \t]*:[ \t]*")
+_FINDINGS = re.compile(r"(?i)^\s*findings[ \t]*:[ \t]*")
 
 
 def check_template(name: str) -> str:
-    if name not in TEMPLATES:
-        raise InputRejected(f"unknown report_template {name!r}; available: {', '.join(TEMPLATES)}")
+    """The template's name when it exists and loads; InputRejected (422 at the gateway) otherwise."""
+    names = available_templates()
+    if name not in names:
+        raise InputRejected(f"unknown report_template {name!r}; available: {', '.join(names)}")
+    try:
+        load_template(name)
+    except TemplateError as exc:  # a broken template file is the server's fault, but rejecting is safe
+        raise InputRejected(f"report_template {name!r} cannot be used: {exc}") from None
     return name
 
 
-def render_report(job_id: str, study_uid: str, output: ModelOutput, request: ReportRequest) -> Report:
-    template = check_template(request.report_template)
-    positives = output.positives()
-    findings = [
-        Finding(
-            finding=PHRASES[p.label][0],
-            label=p.label,
-            confidence=round(float(p.probability), 4),
-            bounding_box=p.bounding_box,
-            is_critical=p.label in CRITICAL_LABELS,
-        )
-        for p in sorted(positives, key=lambda p: -float(p.probability))
-    ]
+def split_model_text(text: str) -> tuple[str, str | None]:
+    """(findings, impression or None) from generated text with optional FINDINGS:/IMPRESSION: headers."""
+    match = _IMPRESSION.search(text)
+    if match is None:
+        findings, impression = text, None
+    else:
+        findings, impression = text[: match.start()], text[match.end():].strip() or None
+    findings = _FINDINGS.sub("", findings.strip(), count=1).strip()
+    return findings, impression
+
+
+def render_report(
+    job_id: str,
+    study_uid: str,
+    output: ModelOutput,
+    request: ReportRequest,
+    image: ImageInfo | None = None,
+) -> Report:
+    template = load_template(check_template(request.report_template))
     not_assessed = [p.label for p in output.predictions if not p.assessed and p.label != "No Finding"]
+    reading = _read(output.text) if output.text and output.text.strip() else None
 
-    if output.text:
-        findings_text = output.text.strip()
-    elif template == "concise":
-        findings_text = "\n".join(f"{f.finding} (confidence {f.confidence:.2f})." for f in findings) or (
-            "No abnormality detected among the assessed findings."
+    findings: list[Finding] = []
+    for pred in output.positives():
+        severity = laterality = None
+        if reading is not None:
+            obs = reading.observations.get(pred.label)
+            if obs is not None and obs.status.value in ("positive", "uncertain"):
+                severity, laterality = obs.severity, obs.laterality
+        else:
+            laterality = box_side(pred.bounding_box, image) if PHRASES[pred.label].lateral else None
+        if not PHRASES[pred.label].lateral:
+            laterality = None
+        findings.append(
+            Finding(
+                finding=finding_phrase(pred.label, severity, laterality),
+                label=pred.label,
+                confidence=round(float(pred.probability), 4),  # type: ignore[arg-type]
+                severity=severity,
+                laterality=laterality,
+                bounding_box=pred.bounding_box,
+                is_critical=pred.label in CRITICAL_LABELS,
+            )
         )
-    else:
-        sentences = []
-        for label in ABNORMAL_LABELS:
-            pred = output.prediction(label)
-            if not pred.assessed:
-                continue
-            if pred.positive:
-                sentences.append(f"{PHRASES[label][0]} (confidence {pred.probability:.2f}).")
-            else:
-                sentences.append(PHRASES[label][1])
-        if not_assessed:
-            sentences.append("Not assessed by this model: " + ", ".join(not_assessed).lower() + ".")
-        findings_text = " ".join(sentences)
+    findings.sort(key=lambda f: (not f.is_critical, -f.confidence))
 
-    if findings:
-        impression = "; ".join(f.finding for f in findings) + "."
+    not_assessed_line = _not_assessed_line(template, not_assessed)
+    if reading is not None:
+        model_findings, model_impression = split_model_text(output.text or "")
+        findings_text = _join_lines([model_findings, not_assessed_line], template)
+        impression = model_impression or _impression_from_text(template, reading)
     else:
-        impression = "No acute cardiopulmonary abnormality detected among the findings the model assesses."
-
-    critical = [f.finding.lower() for f in findings if f.is_critical]
-    recommendations = []
-    if critical:
-        recommendations.append(f"Suspected critical finding ({', '.join(critical)}): immediate radiologist review.")
-    elif findings:
-        recommendations.append("Clinical correlation recommended.")
-    recommendations.append(PRELIMINARY_NOTICE)
+        by_label = {f.label: f for f in findings}
+        findings_text = _join_lines([_findings_body(template, output, by_label), not_assessed_line], template)
+        impression = _impression(template, findings)
 
     return Report(
         report_id=f"rpt-{job_id}",
@@ -82,7 +129,152 @@ def render_report(job_id: str, study_uid: str, output: ModelOutput, request: Rep
         findings=findings,
         findings_text=findings_text,
         impression=impression,
-        recommendations=" ".join(recommendations),
+        recommendations=_recommendations(template, findings),
         not_assessed=not_assessed,
         model_version=output.model_version,
+        template=template.name,
     )
+
+
+# ---------------------------------------------------------------- pieces
+
+def _read(text: str):  # noqa: ANN202 - LabelerResult
+    from libs.labeler import label_report
+
+    return label_report(text)
+
+
+def _confidence(template: ReportTemplate, value: float) -> str:
+    return template.confidence.format(confidence=value) if template.show_confidence else ""
+
+
+def _location(template: ReportTemplate, box: list[int] | None) -> str:
+    if not template.show_location or not box or len(box) != 4:
+        return ""
+    x0, y0, x1, y1 = box
+    return template.location.format(x0=x0, y0=y0, x1=x1, y1=y1)
+
+
+def _positive_sentence(template: ReportTemplate, finding: Finding) -> str:
+    return template.findings.positive.format(
+        finding=finding.finding, label=finding.label, confidence=_confidence(template, finding.confidence),
+        location=_location(template, finding.bounding_box),
+    )
+
+
+def _negative_sentence(template: ReportTemplate, label: str) -> str:
+    return template.findings.negative.format(negative=PHRASES[label].negative, label=label)
+
+
+def _label_sentence(template: ReportTemplate, pred: LabelPrediction, by_label: dict[str, Finding]) -> str | None:
+    if not pred.assessed:
+        return None
+    if pred.label in by_label:
+        return _positive_sentence(template, by_label[pred.label])
+    return _negative_sentence(template, pred.label)
+
+
+def _findings_body(template: ReportTemplate, output: ModelOutput, by_label: dict[str, Finding]) -> str:
+    spec = template.findings
+    if spec.layout == "positives":
+        ordered = sorted(by_label.values(), key=lambda f: (not f.is_critical, -f.confidence))
+        if not ordered:
+            return spec.none_positive.format()
+        return spec.separator.join(_positive_sentence(template, f) for f in ordered)
+    if spec.layout == "sentences":
+        sentences = [_label_sentence(template, output.prediction(label), by_label) for label in ABNORMAL_LABELS]
+        return spec.separator.join(s for s in sentences if s)
+    lines = []
+    for region in spec.regions:
+        sentences = [_label_sentence(template, output.prediction(label), by_label) for label in region.labels]
+        sentences = [s for s in sentences if s]
+        if sentences:  # a region whose observations are all not assessed is named on the not-assessed line
+            lines.append(spec.region_line.format(heading=region.heading, sentences=spec.separator.join(sentences)))
+    return spec.line_separator.join(lines)
+
+
+def _not_assessed_line(template: ReportTemplate, not_assessed: list[str]) -> str | None:
+    if not not_assessed:
+        return None
+    return template.findings.not_assessed.format(
+        labels=", ".join(LIST_NAMES[label] for label in not_assessed), count=len(not_assessed)
+    )
+
+
+def _join_lines(parts: list[str | None], template: ReportTemplate) -> str:
+    # The not-assessed statement always stands on a line of its own: QA skips such lines.
+    return "\n".join(p.strip() for p in parts if p and p.strip())
+
+
+def _impression(template: ReportTemplate, findings: list[Finding]) -> str:
+    spec = template.impression
+    if not findings:
+        return spec.normal.format()
+    parts = [
+        spec.positive.format(finding=f.finding if i == 0 else _lower_first(f.finding), label=f.label,
+                             confidence=_confidence(template, f.confidence))
+        for i, f in enumerate(findings)
+    ]
+    return spec.join.join(parts) + spec.suffix
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _impression_from_text(template: ReportTemplate, reading) -> str:  # noqa: ANN001 - LabelerResult
+    """Summary of what the generated text itself states: present before possible, critical first."""
+    spec = template.impression
+    stated = [
+        (label, obs) for label in ABNORMAL_LABELS
+        if (obs := reading.observations.get(label)) is not None and obs.status.value in ("positive", "uncertain")
+    ]
+    stated.sort(key=lambda item: (item[1].status.value != "positive", item[0] not in CRITICAL_LABELS))
+    parts: list[str] = []
+    for label, obs in stated:
+        laterality = obs.laterality if PHRASES[label].lateral else None
+        phrase = finding_phrase(label, obs.severity, laterality)
+        if obs.status.value == "uncertain":
+            phrase = "Possible " + _lower_first(phrase)
+        if parts:
+            phrase = _lower_first(phrase)
+        parts.append(spec.positive.format(finding=phrase, label=label, confidence=""))
+    if not parts:
+        return spec.normal.format()
+    return spec.join.join(parts) + spec.suffix
+
+
+def _recommendations(template: ReportTemplate, findings: list[Finding]) -> str:
+    spec = template.recommendations
+    critical = [f.finding.lower() for f in findings if f.is_critical]
+    if critical:
+        first = spec.critical.format(findings=", ".join(critical))
+    elif findings:
+        first = spec.positive.format(findings=", ".join(f.finding.lower() for f in findings))
+    else:
+        first = spec.normal.format()
+    return " ".join(s for s in (first, spec.notice.format()) if s)
+
+
+def review_summary(report: Report) -> str:
+    if report.requires_radiologist_review:
+        reasons = "; ".join(report.review_reasons) or "no reason recorded"
+        return f"Flagged for radiologist review before use: {reasons}."
+    return "QA found no disagreement; the draft still requires radiologist sign-off."
+
+
+def document_text(report: Report, examination: str) -> str:
+    """The whole report as plain text in its template's layout (what FHIR presentedForm carries)."""
+    name = report.template if report.template in available_templates() else "standard"
+    template = load_template(name)
+    text = template.document.format(
+        title=template.title,
+        examination=examination,
+        findings=report.findings_text,
+        impression=report.impression,
+        recommendations=report.recommendations,
+        review=review_summary(report),
+        model_version=report.model_version,
+    )
+    # No run of blank lines where a section was empty.
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -64,3 +64,98 @@ def test_finding_below_the_requests_confidence_threshold_is_flagged() -> None:
     v = review_report(report("Bibasilar atelectasis.", "Atelectasis.", [f]), output({"Atelectasis": 0.62}),
                       ReportRequest(confidence_threshold=0.85))
     assert v.reasons == ["low confidence: Atelectasis 0.62 < 0.85"]
+
+
+# ---------------------------------------------------------------- laterality, not-assessed lines, summary
+
+from libs.domain.study import View  # noqa: E402
+from libs.qa.laterality import ImageInfo, box_side, contradicts  # noqa: E402
+
+PA = ImageInfo(width=1000, view=View.PA)
+
+
+def boxed(probs: dict[str, float], boxes: dict[str, list[int]]) -> ModelOutput:
+    out = output(probs)
+    for pred in out.predictions:
+        pred.bounding_box = boxes.get(pred.label)
+    return out
+
+
+def test_box_side_follows_the_radiological_convention() -> None:
+    # PA/AP as displayed: the patient's right is on the image's left (small x).
+    assert box_side([100, 200, 300, 500], PA) == "right"
+    assert box_side([700, 200, 900, 500], PA) == "left"
+    assert box_side([100, 200, 300, 500], ImageInfo(width=1000, view=View.AP)) == "right"
+    assert box_side([460, 200, 540, 500], PA) is None  # centred on the midline: no side
+    assert box_side([200, 200, 800, 500], PA) == "bilateral"
+    assert box_side([100, 200, 300, 500], ImageInfo(width=1000, view=View.LATERAL)) is None
+    assert box_side([100, 200, 300, 500], ImageInfo(width=1000, view=View.UNKNOWN)) is None
+    assert box_side(None, PA) is None and box_side([1, 2, 3, 4], None) is None
+    assert contradicts("left", "right") and not contradicts("bilateral", "right")
+    assert not contradicts("left", "bilateral") and not contradicts(None, "left")
+
+
+def test_text_side_contradicting_the_box_is_flagged() -> None:
+    out = boxed({"Atelectasis": 0.9}, {"Atelectasis": [100, 600, 350, 900]})  # image left = patient's right
+    f = Finding(finding="Atelectasis", label="Atelectasis", confidence=0.9)
+    v = review_report(report("Left basilar atelectasis.", "Left atelectasis.", [f]), out, ReportRequest(), image=PA)
+    assert v.requires_review
+    assert v.laterality_conflicts == ["Atelectasis"]
+    assert v.reasons == ["laterality: Atelectasis is left in the text but the detection head's box is on the "
+                         "patient's right (box x 100-350 of 1000 columns, PA view, patient's right on the image left)"]
+
+
+def test_matching_side_midline_box_and_bilateral_text_are_not_laterality_conflicts() -> None:
+    f = Finding(finding="Atelectasis", label="Atelectasis", confidence=0.9)
+    cases = [
+        ("Right basilar atelectasis.", [100, 600, 350, 900]),  # same side
+        ("Left basilar atelectasis.", [470, 600, 530, 900]),  # box on the midline
+        ("Bibasilar atelectasis.", [100, 600, 350, 900]),  # text bilateral
+        ("Atelectasis.", [100, 600, 350, 900]),  # no side in the text
+    ]
+    for text, box in cases:
+        out = boxed({"Atelectasis": 0.9}, {"Atelectasis": box})
+        v = review_report(report(text, "Atelectasis.", [f]), out, ReportRequest(), image=PA)
+        assert v.laterality_conflicts == [], text
+        assert v.requires_review is False, (text, v.reasons)
+
+
+def test_no_laterality_check_on_a_lateral_or_unnamed_view_or_without_geometry() -> None:
+    out = boxed({"Atelectasis": 0.9}, {"Atelectasis": [100, 600, 350, 900]})
+    f = Finding(finding="Atelectasis", label="Atelectasis", confidence=0.9)
+    r = report("Left basilar atelectasis.", "Left atelectasis.", [f])
+    for image in (ImageInfo(width=1000, view=View.LATERAL), ImageInfo(width=1000, view=View.UNKNOWN), None):
+        assert review_report(r, out, ReportRequest(), image=image).laterality_conflicts == []
+
+
+def test_possible_critical_finding_in_text_is_flagged() -> None:
+    v = review_report(report("Possible small left apical pneumothorax.", "Possible pneumothorax."), output({}),
+                      ReportRequest())
+    assert "critical finding: Pneumothorax (report text)" in v.reasons
+    assert v.hallucinations == ["Pneumothorax"]
+
+
+def test_not_assessed_lines_are_not_read_as_findings() -> None:
+    text = "The heart size is normal.\nNot assessed by this model: fracture, pneumothorax, lung lesion."
+    v = review_report(report(text, "No acute abnormality."),
+                      output({}, assessed=set(CHEXPERT_LABELS) - {"Fracture", "Pneumothorax", "Lung Lesion"}),
+                      ReportRequest())
+    assert v.critical == [] and v.reasons == []
+
+
+def test_critical_finding_the_head_sees_but_the_text_omits_is_both_critical_and_an_omission() -> None:
+    v = review_report(report("The lungs are clear.", "Normal chest."), output({"Fracture": 0.7}), ReportRequest())
+    assert v.reasons == ["critical finding: Fracture (detection head)",
+                         "disagreement: Fracture detected by the detection head but missing from the text"]
+
+
+def test_summary_counts_for_monitoring() -> None:
+    f = Finding(finding="Edema", label="Edema", confidence=0.55)
+    v = review_report(report("Mild pulmonary edema. Cardiomegaly. Right pneumothorax.", "Edema.", [f]),
+                      output({"Edema": 0.55, "Atelectasis": 0.9}), ReportRequest(confidence_threshold=0.6))
+    s = v.summary()
+    assert s.hallucinations == ["Cardiomegaly", "Pneumothorax"] and s.hallucination_count == 2
+    assert s.omissions == ["Atelectasis"] and s.omission_count == 1
+    assert s.critical == ["Pneumothorax"]
+    assert s.low_confidence == ["Edema"]
+    assert v.requires_review

@@ -1,0 +1,354 @@
+"""Builds the FHIR R4 resources of one drafted report, each validated with fhir.resources (R4B models).
+
+One reviewed job gives:
+- a `DiagnosticReport` (status `preliminary`, never `final`): category RAD, LOINC code of the study,
+  pseudonymous subject, the imaging study, times, conclusion (the impression), SNOMED CT conclusion
+  codes of the positive findings, the whole text as base64 text/plain, and QA's verdict as extensions;
+- one `Observation` per positive finding: "present", interpretation, confidence and threshold as
+  components, severity, side as bodySite, the box as an extension;
+- a `Device` for the model (name and version);
+- a `Provenance` recording that the Device authored the report and its Observations.
+
+Only elements that are the same in FHIR R4 (4.0.1) and R4B (4.3.0) are used, so the JSON is valid R4.
+
+The subject is pseudonymous: the platform never stores patient identity (no name, ID or birth date),
+so `subject` is a logical reference (identifier only, no literal Patient/ reference) whose value is
+derived from the Study Instance UID (`study_pseudonym`). It names "the patient of this study" and
+cannot be linked to a person or to that patient's other studies without the EHR, which links the
+report to its patient through the imaging study (identifier urn:dicom:uid = the Study Instance UID it
+ordered).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import html
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.provenance import Provenance
+
+from libs.domain.labels import CHEXPERT_LABELS
+from libs.domain.model_output import ModelOutput
+from libs.domain.report import Finding, Report
+from libs.domain.study import View
+from libs.fhir import codes
+
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_OBSERVATION_ID = re.compile(r"^(?P<report>.+)-o(?P<index>\d{2})$")
+_PROVENANCE_ID = re.compile(r"^(?P<report>.+)-prov$")
+
+
+class FhirBuildError(Exception):
+    """A resource failed validation: a bug in the builder, never the client's fault."""
+
+
+@dataclass(frozen=True)
+class ReportSource:
+    """Everything a reviewed job contributes to its FHIR resources."""
+
+    job_id: str
+    study_uid: str
+    report: Report
+    output: ModelOutput | None
+    views: tuple[View, ...]  # views of the images the request covered (request views win)
+    instance_uid: str | None  # the frontal image the model read (the boxes are on it)
+    effective: dt.datetime  # when the images were received (the acquisition time is not stored)
+    issued: dt.datetime  # when QA finished
+
+
+@dataclass(frozen=True)
+class ReportResources:
+    diagnostic_report: DiagnosticReport
+    observations: list[Observation]
+    device: Device
+    provenance: Provenance
+
+    def all(self) -> list[Any]:
+        return [self.device, *self.observations, self.diagnostic_report, self.provenance]
+
+
+# ---------------------------------------------------------------- ids and references
+
+def study_pseudonym(study_uid: str) -> str:
+    """Per-study pseudonym of the subject: carries no patient identity (see the module docstring)."""
+    return "study-" + hashlib.sha256(study_uid.encode("ascii", "replace")).hexdigest()[:32]
+
+
+def subject_reference(study_uid: str) -> dict[str, Any]:
+    return {
+        "type": "Patient",
+        "identifier": {"system": codes.SUBJECT_SYSTEM, "value": study_pseudonym(study_uid)},
+        "display": "Pseudonymous subject (patient identity is not stored)",
+    }
+
+
+def imaging_study_reference(study_uid: str) -> dict[str, Any]:
+    return {"type": "ImagingStudy", "identifier": {"system": codes.DICOM_UID, "value": f"urn:oid:{study_uid}"}}
+
+
+def report_resource_id(report: Report) -> str:
+    if _ID.match(report.report_id):
+        return report.report_id
+    return "rpt-" + hashlib.sha256(report.report_id.encode()).hexdigest()[:40]
+
+
+def observation_id(report_id: str, label: str) -> str:
+    return f"{report_id}-o{CHEXPERT_LABELS.index(label):02d}"
+
+
+def parse_observation_id(resource_id: str) -> tuple[str, str] | None:
+    """(DiagnosticReport id, label) of an Observation id, or None when it is not one of ours."""
+    match = _OBSERVATION_ID.match(resource_id)
+    if match is None or int(match["index"]) >= len(CHEXPERT_LABELS):
+        return None
+    return match["report"], CHEXPERT_LABELS[int(match["index"])]
+
+
+def provenance_id(report_id: str) -> str:
+    return f"{report_id}-prov"
+
+
+def parse_provenance_id(resource_id: str) -> str | None:
+    match = _PROVENANCE_ID.match(resource_id)
+    return match["report"] if match else None
+
+
+def device_id(model_name: str, model_version: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9.\-]+", "-", f"{model_name}-{model_version}")
+    slug = re.sub(r"-{2,}", "-", slug).strip("-.") or "model"
+    full = f"model-{slug}"
+    if len(full) <= 64:
+        return full
+    digest = hashlib.sha256(f"{model_name}\x00{model_version}".encode()).hexdigest()[:12]
+    return f"model-{slug[:45].rstrip('-.')}-{digest}"
+
+
+def job_id_of_report(resource_id: str) -> str | None:
+    """The job id inside a DiagnosticReport id ("rpt-<job id>")."""
+    return resource_id[4:] if resource_id.startswith("rpt-") and len(resource_id) > 4 else None
+
+
+def study_code(views: Iterable[View]) -> codes.Code:
+    """XR Chest 2 Views when a frontal and a lateral image were received, else XR Chest Single view."""
+    views = set(views)
+    if any(v.is_frontal for v in views) and View.LATERAL in views:
+        return codes.XR_CHEST_2_VIEWS
+    return codes.XR_CHEST_SINGLE_VIEW
+
+
+def _instant(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _validated(model: type, data: dict[str, Any]):  # noqa: ANN202
+    try:
+        return model.model_validate(data)
+    except ValueError as exc:
+        raise FhirBuildError(f"{data.get('resourceType')} {data.get('id')} failed FHIR validation: {exc}") from exc
+
+
+# ---------------------------------------------------------------- resources
+
+def build_device(model_name: str, model_version: str) -> Device:
+    return _validated(Device, {
+        "resourceType": "Device",
+        "id": device_id(model_name, model_version),
+        "status": "active",
+        "deviceName": [{"name": model_name, "type": "model-name"}],
+        "version": [{"value": model_version}],
+        "type": {"text": "AI software: chest radiograph report drafting model"},
+        "note": [{"text": "Research software, not a medical device: its reports are preliminary drafts "
+                          "for a radiologist to review and sign."}],
+    })
+
+
+def _bounding_box_extension(box: list[int], instance_uid: str | None) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": name, "valueInteger": int(value)} for name, value in zip(("x0", "y0", "x1", "y1"), box)
+    ]
+    parts.append({"url": "coordinates", "valueString": "source-image pixels, pixel edges, x1 and y1 exclusive"})
+    if instance_uid:
+        parts.append({"url": "instance", "valueOid": f"urn:oid:{instance_uid}"})
+    return {"url": codes.EXT_BOUNDING_BOX, "extension": parts}
+
+
+def _quantity(value: float) -> dict[str, Any]:
+    return {"value": round(float(value), 4), "unit": "probability", "system": codes.UCUM, "code": "1"}
+
+
+def build_observation(src: ReportSource, finding: Finding, device: Device, report_id: str) -> Observation:
+    prediction = src.output.prediction(finding.label) if src.output is not None else None
+    components: list[dict[str, Any]] = [
+        {"code": {"coding": [codes.CONFIDENCE.coding()], "text": "confidence"},
+         "valueQuantity": _quantity(finding.confidence)},
+    ]
+    if prediction is not None and prediction.threshold is not None:
+        components.append({"code": {"coding": [codes.THRESHOLD.coding()], "text": "decision threshold"},
+                           "valueQuantity": _quantity(prediction.threshold)})
+    if finding.severity:
+        components.append({"code": {"coding": [codes.SEVERITY_ATTRIBUTE.coding()], "text": "severity"},
+                           "valueCodeableConcept": {"coding": [codes.SEVERITY[finding.severity].coding()],
+                                                    "text": finding.severity}})
+    data: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": observation_id(report_id, finding.label),
+        "status": "preliminary",
+        "category": [{"coding": [codes.IMAGING.coding()]}],
+        "code": codes.finding_concept(finding.label, finding.finding),
+        "subject": subject_reference(src.study_uid),
+        "effectiveDateTime": _instant(src.effective),
+        "issued": _instant(src.issued),
+        "valueCodeableConcept": {"coding": [codes.PRESENT.coding()], "text": "present"},
+        "interpretation": [
+            {"coding": [codes.POSITIVE.coding()]},
+            {"coding": [(codes.CRITICAL_ABNORMAL if finding.is_critical else codes.ABNORMAL).coding()]},
+        ],
+        "method": {"text": "AI detection head: calibrated probability at or above the model's per-label threshold"},
+        "device": {"reference": f"Device/{device.id}"},
+        "derivedFrom": [imaging_study_reference(src.study_uid)],
+        "component": components,
+    }
+    if finding.laterality:
+        data["bodySite"] = {"coding": [codes.LATERALITY[finding.laterality].coding()],
+                            "text": f"{finding.laterality} side of the chest"}
+    if finding.bounding_box and len(finding.bounding_box) == 4:
+        data["extension"] = [_bounding_box_extension(finding.bounding_box, src.instance_uid)]
+    return _validated(Observation, data)
+
+
+def _narrative(text: str) -> dict[str, str]:
+    body = html.escape(text, quote=False)
+    return {
+        "status": "generated",
+        "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p><b>Preliminary AI-generated draft, '
+               f"not a signed report.</b></p><pre>{body}</pre></div>",
+    }
+
+
+def build_diagnostic_report(
+    src: ReportSource, observations: list[Observation], report_id: str, text: str
+) -> DiagnosticReport:
+    report = src.report
+    code = study_code(src.views)
+    extensions: list[dict[str, Any]] = [
+        {"url": codes.EXT_REQUIRES_REVIEW, "valueBoolean": report.requires_radiologist_review},
+        *({"url": codes.EXT_REVIEW_REASON, "valueString": reason} for reason in report.review_reasons),
+        *({"url": codes.EXT_NOT_ASSESSED, "valueCodeableConcept": {"coding": [codes.chexpert_code(label).coding()],
+                                                                   "text": label}}
+          for label in report.not_assessed),
+    ]
+    if report.template:
+        extensions.append({"url": codes.EXT_TEMPLATE, "valueString": report.template})
+    by_id = {o.id: o for o in observations}
+    data: dict[str, Any] = {
+        "resourceType": "DiagnosticReport",
+        "id": report_id,
+        "text": _narrative(text),
+        "extension": extensions,
+        "status": "preliminary",
+        "category": [{"coding": [codes.RADIOLOGY.coding()]}],
+        "code": {"coding": [code.coding()], "text": code.display},
+        "subject": subject_reference(src.study_uid),
+        "effectiveDateTime": _instant(src.effective),
+        "issued": _instant(src.issued),
+        "imagingStudy": [imaging_study_reference(src.study_uid)],
+        "conclusion": report.impression,
+        "presentedForm": [{
+            "contentType": "text/plain; charset=utf-8",
+            "language": "en",
+            "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
+            "title": "Preliminary chest radiograph report (AI-generated draft)",
+            "creation": _instant(src.issued),
+        }],
+    }
+    if _is_uuid(src.job_id):
+        data["identifier"] = [{"system": codes.RFC_3986, "value": f"urn:uuid:{src.job_id}"}]
+    if observations:
+        data["result"] = [{"reference": f"Observation/{oid}", "display": by_id[oid].code.text} for oid in by_id]
+    if report.findings:
+        data["conclusionCode"] = [codes.finding_concept(f.label, f.finding) for f in report.findings]
+    resource = _validated(DiagnosticReport, data)
+    if resource.status != "preliminary":  # fhir.resources does not check code values; we do
+        raise FhirBuildError("a drafted DiagnosticReport must be preliminary")
+    return resource
+
+
+def build_provenance(src: ReportSource, report: DiagnosticReport, observations: list[Observation],
+                     device: Device) -> Provenance:
+    targets = [{"reference": f"DiagnosticReport/{report.id}"}]
+    targets += [{"reference": f"Observation/{o.id}"} for o in observations]
+    name = device.deviceName[0].name if device.deviceName else "model"
+    version = device.version[0].value if device.version else ""
+    return _validated(Provenance, {
+        "resourceType": "Provenance",
+        "id": provenance_id(report.id),
+        "target": targets,
+        "recorded": _instant(src.issued),
+        "activity": {"coding": [codes.CREATE.coding()]},
+        "agent": [{
+            "type": {"coding": [codes.AUTHOR.coding()]},
+            "who": {"reference": f"Device/{device.id}", "display": f"{name} {version}".strip()},
+        }],
+        "entity": [{"role": "source", "what": imaging_study_reference(src.study_uid)}],
+    })
+
+
+def build_resources(src: ReportSource) -> ReportResources:
+    from libs.reporting.render import document_text
+
+    report_id = report_resource_id(src.report)
+    model_name = src.output.model_name if src.output is not None else "unknown-model"
+    device = build_device(model_name, src.report.model_version)
+    observations = [build_observation(src, f, device, report_id) for f in src.report.findings]
+    text = document_text(src.report, study_code(src.views).display)
+    diagnostic_report = build_diagnostic_report(src, observations, report_id, text)
+    provenance = build_provenance(src, diagnostic_report, observations, device)
+    return ReportResources(diagnostic_report, observations, device, provenance)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- bundles
+
+def transaction_bundle(resources: ReportResources, base_url: str) -> Bundle:
+    """A transaction that creates or updates every resource under its own id (PUT): repeating it is harmless."""
+    base = base_url.rstrip("/")
+    entries = []
+    for resource in resources.all():
+        path = f"{resource.get_resource_type()}/{resource.id}"
+        entries.append({"fullUrl": f"{base}/{path}", "resource": resource.model_dump(),
+                        "request": {"method": "PUT", "url": path}})
+    return _validated(Bundle, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+
+
+def searchset(matches: list[Any], includes: list[Any], base_url: str, self_url: str) -> Bundle:
+    base = base_url.rstrip("/")
+    entries = [
+        {"fullUrl": f"{base}/{r.get_resource_type()}/{r.id}", "resource": r.model_dump(), "search": {"mode": mode}}
+        for mode, group in (("match", matches), ("include", includes)) for r in group
+    ]
+    data: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(matches),
+        "link": [{"relation": "self", "url": self_url}],
+    }
+    if entries:
+        data["entry"] = entries
+    return _validated(Bundle, data)

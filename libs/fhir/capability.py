@@ -1,0 +1,56 @@
+"""The CapabilityStatement served at /fhir/metadata: what this read-only FHIR facade supports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+from libs.fhir import codes, to_json
+
+FHIR_VERSION = "4.0.1"  # R4: the resources use only elements that are the same in R4 and R4B
+SOFTWARE_VERSION = "0.1.0"
+
+
+def capability_statement(base_url: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    read = [{"code": "read"}]
+    data = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": now.date().isoformat(),
+        "publisher": "cxr-report",
+        "kind": "instance",
+        "software": {"name": "cxr-report", "version": SOFTWARE_VERSION},
+        "implementation": {
+            "description": "Read-only FHIR R4 view of preliminary, AI-drafted chest radiograph reports "
+                           "(research software, not a medical device). Subjects are pseudonymous.",
+            "url": base_url.rstrip("/"),
+        },
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Reports appear once QA has reviewed them; every DiagnosticReport is preliminary.",
+            "resource": [
+                {
+                    "type": "DiagnosticReport",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchInclude": ["DiagnosticReport:result"],
+                    "searchParam": [
+                        {"name": "subject", "type": "reference",
+                         "definition": "http://hl7.org/fhir/SearchParameter/clinical-patient",
+                         "documentation": "The pseudonymous subject: its identifier value, Patient/<value>, or "
+                                          "subject:identifier=<system>|<value>."},
+                        {"name": "imaging-study", "type": "token", "definition": codes.SEARCH_IMAGING_STUDY,
+                         "documentation": "Study Instance UID of the imaging study (plain or urn:oid:)."},
+                    ],
+                },
+                {"type": "Observation", "interaction": read},
+                {"type": "Device", "interaction": read},
+                {"type": "Provenance", "interaction": read},
+            ],
+        }],
+    }
+    return to_json(CapabilityStatement.model_validate(data))

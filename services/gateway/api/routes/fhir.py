@@ -1,0 +1,306 @@
+"""Read-only FHIR R4 facade over reviewed reports (docs/fhir.md).
+
+    GET /fhir/metadata                                   CapabilityStatement
+    GET /fhir/DiagnosticReport/{id}                      id = the report_id of the REST API ("rpt-<job id>")
+    GET /fhir/DiagnosticReport?subject=&imaging-study=   searchset Bundle (+ _include=DiagnosticReport:result)
+    GET /fhir/Observation/{id}                           one positive finding
+    GET /fhir/Device/{id}, GET /fhir/Provenance/{id}     the model, and the AI authorship record
+
+Bodies are `application/fhir+json`. Every error under /fhir, routing errors included, is an
+OperationOutcome (FHIR clients do not parse the problem+json the rest of the API uses): the route class
+below turns exceptions into one, and a catch-all route answers unknown paths (404) and methods (405).
+Only reviewed jobs have resources; a job still running or failed answers 404 with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from libs.core.errors import CxrError
+from libs.fhir import codes, to_json
+from libs.fhir.builder import (
+    FhirBuildError,
+    ReportResources,
+    build_device,
+    build_resources,
+    job_id_of_report,
+    parse_observation_id,
+    parse_provenance_id,
+    searchset,
+)
+from libs.fhir.capability import capability_statement
+from libs.fhir.outcome import operation_outcome
+from libs.fhir.source import ReportNotAvailable, find_model, load_source, search_sources
+from libs.storage.db import session_scope
+from services.gateway.api.deps import EngineDep
+
+log = logging.getLogger(__name__)
+
+FHIR_MEDIA_TYPE = "application/fhir+json"
+_JSON_FORMATS = {"json", "application/json", FHIR_MEDIA_TYPE, "application/json+fhir"}
+_PSEUDONYM = re.compile(r"^study-[0-9a-f]{32}$")
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+DEFAULT_COUNT = 50
+MAX_COUNT = 200
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_MEDIA_TYPE
+
+
+class FhirError(Exception):
+    def __init__(self, status: int, diagnostics: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(diagnostics)
+        self.status = status
+        self.diagnostics = diagnostics
+        self.code = code
+        self.headers = headers or {}
+
+
+def outcome_response(status: int, diagnostics: str, code: str | None = None,
+                     headers: dict[str, str] | None = None) -> FhirResponse:
+    return FhirResponse(operation_outcome(status, diagnostics, code=code), status_code=status, headers=headers)
+
+
+def _from_exception(request: Request, exc: Exception) -> FhirResponse:
+    if isinstance(exc, FhirError):
+        return outcome_response(exc.status, exc.diagnostics, exc.code, exc.headers)
+    if isinstance(exc, RequestValidationError):
+        first = next(iter(exc.errors()), {"loc": (), "msg": "invalid request"})
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        return outcome_response(400, f"{where}: {first.get('msg', 'invalid value')}")
+    if isinstance(exc, StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return outcome_response(exc.status_code, detail)
+    if isinstance(exc, CxrError):
+        return outcome_response(422, exc.reason)
+    # The traceback goes to the log (code paths and UIDs, no patient data); the client gets a sentence.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return outcome_response(500, "the server failed to handle this request; see the server log")
+
+
+class FhirRoute(APIRoute):
+    """Answers every error of its endpoint with an OperationOutcome instead of a problem."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except Exception as exc:  # noqa: BLE001 - every error becomes an OperationOutcome
+                return _from_exception(request, exc)
+
+        return handler
+
+
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
+
+_OK = {"description": "FHIR resource", "content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}}}
+_OUTCOME = {"description": "OperationOutcome", "content": {FHIR_MEDIA_TYPE: {"schema": {"type": "object"}}}}
+
+
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {200: _OK, **{s: _OUTCOME for s in statuses}}
+
+
+def fhir_base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _check_format(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt is not None and fmt.split(";")[0].strip().lower() not in _JSON_FORMATS:
+        raise FhirError(406, f"_format {fmt!r} is not supported: this server speaks JSON only", "not-supported")
+
+
+def _resource(resource: Any) -> FhirResponse:
+    return FhirResponse(to_json(resource))
+
+
+def _load(engine, report_id: str) -> ReportResources:  # noqa: ANN001
+    job_id = job_id_of_report(report_id)
+    if job_id is None:
+        raise FhirError(404, f"no DiagnosticReport {report_id}")
+    with session_scope(engine) as session:
+        try:
+            source = load_source(session, job_id)
+        except ReportNotAvailable as exc:
+            raise FhirError(404, f"DiagnosticReport {report_id} is not available: {exc}") from None
+    if source is None:
+        raise FhirError(404, f"no DiagnosticReport {report_id}")
+    try:
+        return build_resources(source)
+    except FhirBuildError as exc:
+        log.error("FHIR build failed for %s: %s", report_id, exc)
+        raise FhirError(500, f"the resources of {report_id} could not be built; see the server log") from None
+
+
+@router.get("/metadata", summary="CapabilityStatement", response_class=FhirResponse, responses=_responses(406))
+def metadata(request: Request) -> FhirResponse:
+    _check_format(request)
+    return FhirResponse(capability_statement(fhir_base(request)))
+
+
+@router.get("/DiagnosticReport/{id}", summary="Read a DiagnosticReport (preliminary)", response_class=FhirResponse,
+            responses=_responses(404, 406))
+def read_diagnostic_report(request: Request, engine: EngineDep) -> FhirResponse:
+    _check_format(request)
+    return _resource(_load(engine, request.path_params["id"]).diagnostic_report)
+
+
+@router.get("/Observation/{id}", summary="Read a finding Observation", response_class=FhirResponse,
+            responses=_responses(404, 406))
+def read_observation(request: Request, engine: EngineDep) -> FhirResponse:
+    _check_format(request)
+    resource_id = request.path_params["id"]
+    parsed = parse_observation_id(resource_id)
+    if parsed is None:
+        raise FhirError(404, f"no Observation {resource_id}")
+    resources = _load(engine, parsed[0])
+    for observation in resources.observations:
+        if observation.id == resource_id:
+            return _resource(observation)
+    raise FhirError(404, f"no Observation {resource_id}: the report has no positive {parsed[1]} finding")
+
+
+@router.get("/Provenance/{id}", summary="Read the AI authorship Provenance of a report", response_class=FhirResponse,
+            responses=_responses(404, 406))
+def read_provenance(request: Request, engine: EngineDep) -> FhirResponse:
+    _check_format(request)
+    resource_id = request.path_params["id"]
+    report_id = parse_provenance_id(resource_id)
+    if report_id is None:
+        raise FhirError(404, f"no Provenance {resource_id}")
+    return _resource(_load(engine, report_id).provenance)
+
+
+@router.get("/Device/{id}", summary="Read the Device (model name and version) that drafted reports",
+            response_class=FhirResponse, responses=_responses(404, 406))
+def read_device(request: Request, engine: EngineDep) -> FhirResponse:
+    _check_format(request)
+    resource_id = request.path_params["id"]
+    with session_scope(engine) as session:
+        model = find_model(session, resource_id)
+    if model is None:
+        raise FhirError(404, f"no Device {resource_id}")
+    return _resource(build_device(*model))
+
+
+def _subject_pseudonym(values: list[tuple[str, str]]) -> tuple[bool, str | None]:
+    """(given, pseudonym) from subject= / subject:identifier=; pseudonym None when it cannot match."""
+    if not values:
+        return False, None
+    found: set[str | None] = set()
+    for name, value in values:
+        value = value.strip()
+        if name == "subject:identifier":
+            system, _, ident = value.rpartition("|")
+            if system and system != codes.SUBJECT_SYSTEM:
+                found.add(None)
+                continue
+            value = ident
+        elif value.startswith("Patient/"):
+            value = value[len("Patient/"):]
+        found.add(value if _PSEUDONYM.match(value) else None)
+    return True, (found.pop() if len(found) == 1 else None)
+
+
+def _study_uid(values: list[str]) -> tuple[bool, str | None]:
+    if not values:
+        return False, None
+    found: set[str | None] = set()
+    for value in values:
+        system, _, uid = value.strip().rpartition("|")
+        if system and system != codes.DICOM_UID:
+            found.add(None)
+            continue
+        uid = uid.removeprefix("urn:oid:")
+        found.add(uid if _UID.match(uid) and len(uid) <= 64 else None)
+    return True, (found.pop() if len(found) == 1 else None)
+
+
+_SUPPORTED = {"subject", "subject:identifier", "imaging-study", "_include", "_count", "_format"}
+
+
+@router.get(
+    "/DiagnosticReport",
+    summary="Search DiagnosticReports by pseudonymous subject and/or imaging study",
+    description="`subject` (the pseudonym, `Patient/<pseudonym>` or `subject:identifier=<system>|<value>`), "
+                "`imaging-study` (Study Instance UID, plain or `urn:oid:`), `_include=DiagnosticReport:result`, "
+                f"`_count` (default {DEFAULT_COUNT}, at most {MAX_COUNT}). Newest first. Unknown parameters are "
+                "ignored unless the request says `Prefer: handling=strict`.",
+    response_class=FhirResponse,
+    responses=_responses(400, 406),
+)
+def search_diagnostic_reports(request: Request, engine: EngineDep) -> FhirResponse:
+    _check_format(request)
+    items = request.query_params.multi_items()
+    strict = "handling=strict" in request.headers.get("prefer", "").replace(" ", "").lower()
+    unknown = sorted({name for name, _ in items if name not in _SUPPORTED})
+    if unknown and strict:
+        raise FhirError(400, f"unsupported search parameter(s): {', '.join(unknown)}; supported: "
+                             f"{', '.join(sorted(_SUPPORTED))}", "not-supported")
+    count_values = [v for n, v in items if n == "_count"]
+    try:
+        count = int(count_values[-1]) if count_values else DEFAULT_COUNT
+    except ValueError:
+        raise FhirError(400, "_count must be a whole number") from None
+    if count < 0:
+        raise FhirError(400, "_count must not be negative")
+    count = min(count, MAX_COUNT)
+    includes = {v for n, v in items if n == "_include"}
+    include_results = "DiagnosticReport:result" in includes
+    if strict and includes - {"DiagnosticReport:result"}:
+        raise FhirError(400, "only _include=DiagnosticReport:result is supported", "not-supported")
+
+    subject_given, pseudonym = _subject_pseudonym([(n, v) for n, v in items if n in ("subject", "subject:identifier")])
+    study_given, study_uid = _study_uid([v for n, v in items if n == "imaging-study"])
+    used = [(n, v) for n, v in items if n in _SUPPORTED and n != "_format"]
+    self_url = f"{fhir_base(request)}/DiagnosticReport" + (f"?{urlencode(used)}" if used else "")
+
+    sources = []
+    if not ((subject_given and pseudonym is None) or (study_given and study_uid is None)) and count > 0:
+        with session_scope(engine) as session:
+            sources = search_sources(session, study_uid=study_uid, pseudonym=pseudonym, limit=count)
+    matches, included = [], []
+    for source in sources:
+        try:
+            resources = build_resources(source)
+        except FhirBuildError as exc:
+            log.error("FHIR build failed for job %s: %s", source.job_id, exc)
+            raise FhirError(500, "a matching report could not be built; see the server log") from None
+        matches.append(resources.diagnostic_report)
+        if include_results:
+            included.extend(resources.observations)
+    return _resource(searchset(matches, included, fhir_base(request), self_url))
+
+
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@router.api_route("", methods=_ALL_METHODS, include_in_schema=False)
+@router.api_route("/{path:path}", methods=_ALL_METHODS, include_in_schema=False)
+def fhir_fallback(request: Request) -> FhirResponse:
+    """Unknown paths under /fhir (404) and methods a path does not take (405), as OperationOutcomes."""
+    allowed = sorted({
+        method
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.endpoint is not fhir_fallback and route.path_regex.match(request.url.path)
+        for method in (route.methods or ())
+    })
+    if allowed:
+        raise FhirError(405, f"{request.method} is not allowed on {request.url.path}; this server is read-only",
+                        "not-supported", headers={"Allow": ", ".join(allowed)})
+    raise FhirError(404, f"no FHIR resource or operation at {request.url.path}", "not-found")

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from libs.core.config import Settings
+from services.gateway import create_app
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, random_bundle: Path) -> Callable[..., Settings]:
+    def make(**overrides) -> Settings:  # noqa: ANN003
+        values = dict(data_dir=tmp_path / "data", database_url=None, queue_backend="inprocess",
+                      bundle_path=random_bundle, image_size=64, long_poll_max_s=30.0)
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    with TestClient(create_app(make_settings()), raise_server_exceptions=False) as c:
+        yield c

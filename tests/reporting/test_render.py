@@ -1,0 +1,153 @@
+"""Rendering: templates, "not assessed" never negative, confidence where asked, model text, labeler fill-in,
+and every template's wording read back by the labeler as what the head saw (QA would flag otherwise)."""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.domain.labels import ABNORMAL_LABELS, CRITICAL_LABELS
+from libs.domain.request import ReportRequest
+from libs.domain.study import View
+from libs.qa.laterality import ImageInfo
+from libs.qa.review import review_report
+from libs.reporting.phrases import PHRASES
+from libs.reporting.render import document_text, render_report, split_model_text
+from libs.reporting.templating import available_templates
+from tests.reporting.helpers import model_output
+
+PA = ImageInfo(width=1000, view=View.PA)
+
+
+def render(output, template: str = "standard", image: ImageInfo | None = PA, threshold: float = 0.5):  # noqa: ANN001, ANN201
+    return render_report("job-1", "1.2.3", output, ReportRequest(report_template=template,
+                                                                   confidence_threshold=threshold), image=image)
+
+
+@pytest.mark.parametrize("template", ["standard", "concise", "structured"])
+def test_not_assessed_is_never_written_as_negative(template: str) -> None:
+    out = model_output({"Pleural Effusion": 0.9}, not_assessed={"Fracture", "Cardiomegaly"})
+    report = render(out, template)
+    text = f"{report.findings_text}\n{report.impression}"
+    assert report.not_assessed == ["Cardiomegaly", "Fracture"]
+    assert PHRASES["Fracture"].negative not in text
+    assert PHRASES["Cardiomegaly"].negative not in text
+    [line] = [line for line in report.findings_text.splitlines() if line.startswith("Not assessed")]
+    assert "cardiomegaly, fracture" in line
+    # Assessed negatives are stated in the sentence/region templates, not in the concise one.
+    assert (PHRASES["Pneumothorax"].negative in text) is (template != "concise")
+
+
+def test_everything_assessed_means_no_not_assessed_line() -> None:
+    report = render(model_output({}))
+    assert report.not_assessed == []
+    assert "Not assessed" not in report.findings_text
+    assert report.impression == "No acute cardiopulmonary abnormality among the observations this model assesses."
+
+
+def test_confidence_is_shown_only_where_the_template_asks() -> None:
+    out = model_output({"Pleural Effusion": 0.912, "Edema": 0.7})
+    assert "Pleural effusion (confidence 0.91)" in render(out, "standard").findings_text
+    assert "(confidence 0.91)" in render(out, "structured").findings_text
+    concise = render(out, "concise")
+    assert "confidence" not in concise.findings_text + concise.impression
+    # The structured findings carry the confidence whatever the template.
+    assert {f.label: f.confidence for f in concise.findings} == {"Pleural Effusion": 0.912, "Edema": 0.7}
+
+
+def test_structured_template_groups_by_region_and_shows_the_box() -> None:
+    out = model_output({"Pneumothorax": 0.95}, boxes={"Pneumothorax": [100, 50, 300, 400]})
+    lines = render(out, "structured").findings_text.splitlines()
+    assert lines[0].startswith("Lungs: No focal lung opacity.")
+    assert lines[1] == ("Pleura: Right pneumothorax (confidence 0.95) (image region x 100-300, y 50-400). "
+                        "No pleural effusion. No pleural thickening or plaque.")
+    assert [line.split(":")[0] for line in lines] == ["Lungs", "Pleura", "Heart and mediastinum", "Bones", "Other"]
+
+
+def test_side_of_a_finding_comes_from_its_box_without_model_text() -> None:
+    # PA convention: image left half = patient's right.
+    out = model_output({"Pleural Effusion": 0.9, "Atelectasis": 0.8, "Cardiomegaly": 0.7},
+                       boxes={"Pleural Effusion": [600, 500, 950, 900], "Atelectasis": [50, 500, 400, 900],
+                              "Cardiomegaly": [300, 400, 800, 800]})
+    by_label = {f.label: f for f in render(out).findings}
+    assert by_label["Pleural Effusion"].laterality == "left"
+    assert by_label["Pleural Effusion"].finding == "Left pleural effusion"
+    assert by_label["Atelectasis"].laterality == "right"
+    assert by_label["Cardiomegaly"].laterality is None  # midline structure: never a side
+    lateral = {f.label: f for f in render(out, image=ImageInfo(width=1000, view=View.LATERAL)).findings}
+    assert lateral["Pleural Effusion"].laterality is None
+
+
+def test_critical_findings_come_first_and_are_recommended_for_immediate_review() -> None:
+    report = render(model_output({"Edema": 0.95, "Pneumothorax": 0.6}))
+    assert [f.label for f in report.findings] == ["Pneumothorax", "Edema"]
+    assert report.findings[0].is_critical and not report.findings[1].is_critical
+    assert report.impression == "Pneumothorax; pulmonary edema."
+    assert report.recommendations.startswith("Suspected critical finding (pneumothorax): immediate radiologist review.")
+    assert "must be reviewed" in report.recommendations
+
+
+def test_model_text_is_the_findings_and_the_labeler_fills_severity_and_side() -> None:
+    text = ("FINDINGS: Moderate left pleural effusion. Mild pulmonary edema. No pneumothorax.\n"
+            "IMPRESSION: Left effusion and mild edema.")
+    out = model_output({"Pleural Effusion": 0.9, "Edema": 0.8}, text=text,
+                       boxes={"Pleural Effusion": [50, 500, 400, 900]})  # box says right: the text wins here
+    report = render(out)
+    assert report.findings_text == "Moderate left pleural effusion. Mild pulmonary edema. No pneumothorax."
+    assert report.impression == "Left effusion and mild edema."
+    by_label = {f.label: f for f in report.findings}
+    assert (by_label["Pleural Effusion"].severity, by_label["Pleural Effusion"].laterality) == ("moderate", "left")
+    assert by_label["Pleural Effusion"].finding == "Moderate left pleural effusion"
+    assert (by_label["Edema"].severity, by_label["Edema"].laterality) == ("mild", None)
+
+
+def test_impression_without_an_impression_section_summarises_the_text_not_the_head() -> None:
+    # The head also sees edema; the text omits it. The impression must not paper over that omission.
+    out = model_output({"Pleural Effusion": 0.9, "Edema": 0.8},
+                       text="Small right pleural effusion. Possible left basilar atelectasis.")
+    report = render(out)
+    assert report.impression == "Mild right pleural effusion; possible left atelectasis."
+    verdict = review_report(report, out, ReportRequest(), image=PA)
+    assert verdict.omissions == ["Edema"]
+    assert verdict.hallucinations == ["Atelectasis"]
+
+
+def test_split_model_text() -> None:
+    assert split_model_text("Findings: A.\nImpression: B.") == ("A.", "B.")
+    assert split_model_text("A. B.") == ("A. B.", None)
+    assert split_model_text("A.\nIMPRESSION:\n") == ("A.", None)
+
+
+@pytest.mark.parametrize("template", sorted(available_templates()))
+@pytest.mark.parametrize("label", ABNORMAL_LABELS)
+def test_every_template_reads_back_as_what_the_head_saw(template: str, label: str) -> None:
+    """QA re-reads the text with the labeler: template wording must not create disagreements."""
+    out = model_output({label: 0.93}, not_assessed={"Fracture"} if label != "Fracture" else {"Lung Lesion"},
+                       boxes={label: [100, 300, 400, 700]})
+    report = render(out, template)
+    verdict = review_report(report, out, ReportRequest(report_template=template), image=PA)
+    assert verdict.hallucinations == [], report.findings_text
+    assert verdict.omissions == [], report.findings_text
+    assert verdict.laterality_conflicts == []
+    expected_critical = [label] if label in CRITICAL_LABELS else []
+    assert verdict.critical == expected_critical, report.findings_text
+
+
+@pytest.mark.parametrize("template", sorted(available_templates()))
+def test_all_positive_and_all_negative_read_back_consistently(template: str) -> None:
+    for probs in ({label: 0.9 for label in ABNORMAL_LABELS}, {}):
+        out = model_output(probs)
+        report = render(out, template)
+        verdict = review_report(report, out, ReportRequest(report_template=template), image=PA)
+        assert (verdict.hallucinations, verdict.omissions) == ([], []), report.findings_text
+
+
+def test_document_text_lays_out_the_whole_report() -> None:
+    report = render(model_output({"Pneumothorax": 0.97}), "standard")
+    report = report.model_copy(update={"requires_radiologist_review": True,
+                                       "review_reasons": ["critical finding: Pneumothorax (detection head)"]})
+    text = document_text(report, "XR Chest Single view")
+    assert text.startswith("CHEST RADIOGRAPH - PRELIMINARY AI DRAFT\nEXAMINATION: XR Chest Single view\n\nFINDINGS:\n")
+    assert "IMPRESSION:\nPneumothorax.\n" in text
+    assert "Flagged for radiologist review before use: critical finding: Pneumothorax (detection head)." in text
+    assert "Drafted by model 1.0.0" in text
+    assert report.template == "standard"
