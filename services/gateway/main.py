@@ -19,6 +19,7 @@ from libs.core.config import Settings, get_settings
 from libs.pipeline.context import PipelineContext
 from libs.storage.db import get_engine, upgrade_schema
 from services.gateway.api.main import api_router
+from services.gateway.api.routes.fhir import router as fhir_router
 from services.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from services.gateway.publish import make_publisher
 
@@ -31,8 +32,11 @@ is for a radiologist to review and finalise.
 1. Store the study's images with DICOMweb STOW-RS: `POST /dicomweb/studies`.
 2. Ask for a report: `POST /api/v1/studies/{study_id}/report` → 202 with a job id.
 3. Read it: `GET /api/v1/studies/{study_id}/report?wait=30`.
+4. Or read it as FHIR R4: `GET /fhir/DiagnosticReport/{report_id}` (status `preliminary`), search
+   `GET /fhir/DiagnosticReport?imaging-study=<study uid>`, capabilities at `GET /fhir/metadata`.
 
-Errors are RFC 9457 problem details (`application/problem+json`).
+Errors are RFC 9457 problem details (`application/problem+json`), except under /fhir, where they are
+FHIR OperationOutcomes (`application/fhir+json`).
 """
 
 
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.publisher = publisher
     install_problem_handlers(app)
     app.include_router(api_router)
+    app.include_router(fhir_router)  # /fhir: FHIR R4 read access; its errors are OperationOutcomes
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
