@@ -17,6 +17,7 @@ from http import HTTPStatus
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_exc
 from urllib3.util.retry import Retry
 
 from libs.core.config import PacsServer
@@ -84,7 +85,8 @@ def make_client(pacs: PacsServer):  # noqa: ANN201 - dicomweb_client.DICOMwebCli
 def describe(pacs: PacsServer, exc: BaseException, doing: str) -> PacsUnavailable:
     """A PacsUnavailable whose reason says which server, what we were doing and what went wrong."""
     who = f"PACS {pacs.name!r} ({pacs.url})"
-    tries = f"{pacs.retries + 1} attempt(s)"
+    tries = f"after {pacs.retries + 1} attempt(s)"
+    cause = _cause(exc)
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         status = exc.response.status_code
         try:
@@ -94,15 +96,19 @@ def describe(pacs: PacsServer, exc: BaseException, doing: str) -> PacsUnavailabl
         hint = " (check the credentials configured for it)" if status in (401, 403) else ""
         reason = f"{who} answered HTTP {status} {phrase} while {doing}{hint}"
         if status in RETRY_STATUSES:
-            reason += f", after {tries}"
-    elif isinstance(exc, (requests.ConnectTimeout,)):
-        reason = f"{who} unreachable while {doing}: connection timed out after {tries}"
-    elif isinstance(exc, requests.ReadTimeout):
-        reason = (f"{who} timed out while {doing}: no answer within {pacs.read_timeout_s:g} s, "
-                  f"after {tries}")
+            reason += f", {tries}"
+    elif isinstance(exc, requests.ReadTimeout) or isinstance(cause, urllib3_exc.ReadTimeoutError):
+        reason = f"{who} timed out while {doing}: no answer within {pacs.read_timeout_s:g} s, {tries}"
+    elif isinstance(cause, urllib3_exc.NewConnectionError):  # a ConnectTimeoutError subclass: test it first
+        reason = f"{who} unreachable while {doing} (connection refused or no route), {tries}"
+    elif isinstance(exc, requests.ConnectTimeout) or isinstance(cause, urllib3_exc.ConnectTimeoutError):
+        reason = f"{who} unreachable while {doing}: no connection within {pacs.connect_timeout_s:g} s, {tries}"
     elif isinstance(exc, requests.ConnectionError):
-        cause = _root_cause(exc)
-        reason = f"{who} unreachable while {doing} ({cause}), after {tries}"
+        if isinstance(cause, urllib3_exc.ProtocolError):
+            what = "connection dropped"
+        else:
+            what = type(cause).__name__
+        reason = f"{who} unreachable while {doing} ({what}), {tries}"
     elif isinstance(exc, requests.RequestException):
         reason = f"{who} request failed while {doing}: {type(exc).__name__}"
     else:
@@ -110,15 +116,13 @@ def describe(pacs: PacsServer, exc: BaseException, doing: str) -> PacsUnavailabl
     return PacsUnavailable(reason[:1000])
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The innermost error's short name (ConnectionRefusedError, RemoteDisconnected, timeout...)."""
+def _cause(exc: BaseException) -> BaseException:
+    """What urllib3 gave up on: requests wraps it as ConnectionError(MaxRetryError(reason=...))."""
     seen = exc
-    for _ in range(10):
-        nxt = getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
-        if not isinstance(nxt, BaseException) or nxt is seen:
-            break
-        seen = nxt
-    text = type(seen).__name__
-    if "timed out" in str(seen).lower() or "timeout" in text.lower():
-        return f"{text}: timed out"
-    return text
+    for _ in range(5):
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        inner = getattr(seen, "reason", None) if isinstance(getattr(seen, "reason", None), BaseException) else inner
+        if inner is None or inner is seen:
+            return seen
+        seen = inner
+    return seen
