@@ -135,7 +135,8 @@ def write_config(root: Path, port: int, password: str, *, gateway_url: str | Non
 
 
 def start_orthanc(root: Path, **config_kwargs: Any) -> Orthanc:
-    binary = shutil.which(ORTHANC_BIN)
+    # Debian installs it in /usr/sbin, which a non-root PATH may lack.
+    binary = shutil.which(ORTHANC_BIN) or shutil.which(ORTHANC_BIN, path="/usr/sbin:/usr/local/sbin")
     if binary is None:
         pytest.fail(f"Orthanc is not installed ({ORTHANC_BIN!r} not on PATH): run `make orthanc` "
                     "(apt-get install orthanc orthanc-dicomweb)", pytrace=False)
