@@ -116,11 +116,11 @@ def render_report(
     not_assessed_line = _not_assessed_line(template, not_assessed)
     if reading is not None:
         model_findings, model_impression = split_model_text(output.text or "")
-        findings_text = _join_lines([model_findings, not_assessed_line], template)
+        findings_text = _join_lines([model_findings, not_assessed_line])
         impression = model_impression or _impression_from_text(template, reading)
     else:
         by_label = {f.label: f for f in findings}
-        findings_text = _join_lines([_findings_body(template, output, by_label), not_assessed_line], template)
+        findings_text = _join_lines([_findings_body(template, output, by_label), not_assessed_line])
         impression = _impression(template, findings)
 
     return Report(
@@ -201,7 +201,7 @@ def _not_assessed_line(template: ReportTemplate, not_assessed: list[str]) -> str
     )
 
 
-def _join_lines(parts: list[str | None], template: ReportTemplate) -> str:
+def _join_lines(parts: list[str | None]) -> str:
     # The not-assessed statement always stands on a line of its own: QA skips such lines.
     return "\n".join(p.strip() for p in parts if p and p.strip())
 

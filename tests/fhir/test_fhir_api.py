@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 
+import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
@@ -151,16 +153,27 @@ def test_capability_statement(client: TestClient) -> None:
     assert cs["implementation"]["url"] == "http://testserver/fhir"
 
 
+def test_openapi_documents_fhir_json_for_every_fhir_response(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = {p: ops for p, ops in spec["paths"].items() if p.startswith("/fhir")}
+    assert set(paths) == {"/fhir/metadata", "/fhir/DiagnosticReport", "/fhir/DiagnosticReport/{id}",
+                          "/fhir/Observation/{id}", "/fhir/Provenance/{id}", "/fhir/Device/{id}"}
+    for path, ops in paths.items():
+        assert list(ops) == ["get"], path
+        for status, response in ops["get"]["responses"].items():
+            assert list(response["content"]) == [FHIR_JSON], (path, status)
+    assert [p["name"] for p in paths["/fhir/DiagnosticReport/{id}"]["get"]["parameters"]] == ["id"]
+    assert "imaging-study" in [p["name"] for p in paths["/fhir/DiagnosticReport"]["get"]["parameters"]]
+
+
 def test_end_to_end_from_stow_to_fhir(make_settings, make_chest_dicom) -> None:  # noqa: ANN001
-    """The real pipeline (random TEST bundle, in-process queue) on PostgreSQL-free SQLite: the API report
-    and the FHIR DiagnosticReport describe the same draft."""
+    """The real pipeline (random TEST bundle, in-process queue, SQLite): the REST report and the FHIR
+    DiagnosticReport describe the same draft."""
     from tests.gateway.helpers import stow
 
     with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
         dicom = make_chest_dicom(view="PA")
         assert stow(client, [dicom]).status_code == 200
-        import pydicom, io  # noqa: E401
-
         study = pydicom.dcmread(io.BytesIO(dicom)).StudyInstanceUID
         assert client.post(f"/api/v1/studies/{study}/report", json={"report_template": "structured"}).status_code == 202
         report = client.get(f"/api/v1/studies/{study}/report", params={"wait": 30}).json()

@@ -115,6 +115,12 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {200: _OK, **{s: _OUTCOME for s in statuses}}
 
 
+# Handlers read the id from request.path_params (a declared parameter would make FastAPI document a
+# problem+json 422 that /fhir never sends), so the path parameter is declared here for OpenAPI.
+_ID_PARAM = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+                             "description": "The resource's logical id"}]}
+
+
 def fhir_base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
@@ -154,14 +160,14 @@ def metadata(request: Request) -> FhirResponse:
 
 
 @router.get("/DiagnosticReport/{id}", summary="Read a DiagnosticReport (preliminary)", response_class=FhirResponse,
-            responses=_responses(404, 406))
+            responses=_responses(404, 406), openapi_extra=_ID_PARAM)
 def read_diagnostic_report(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
     return _resource(_load(engine, request.path_params["id"]).diagnostic_report)
 
 
 @router.get("/Observation/{id}", summary="Read a finding Observation", response_class=FhirResponse,
-            responses=_responses(404, 406))
+            responses=_responses(404, 406), openapi_extra=_ID_PARAM)
 def read_observation(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
     resource_id = request.path_params["id"]
@@ -176,7 +182,7 @@ def read_observation(request: Request, engine: EngineDep) -> FhirResponse:
 
 
 @router.get("/Provenance/{id}", summary="Read the AI authorship Provenance of a report", response_class=FhirResponse,
-            responses=_responses(404, 406))
+            responses=_responses(404, 406), openapi_extra=_ID_PARAM)
 def read_provenance(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
     resource_id = request.path_params["id"]
@@ -187,7 +193,7 @@ def read_provenance(request: Request, engine: EngineDep) -> FhirResponse:
 
 
 @router.get("/Device/{id}", summary="Read the Device (model name and version) that drafted reports",
-            response_class=FhirResponse, responses=_responses(404, 406))
+            response_class=FhirResponse, responses=_responses(404, 406), openapi_extra=_ID_PARAM)
 def read_device(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
     resource_id = request.path_params["id"]
@@ -232,6 +238,17 @@ def _study_uid(values: list[str]) -> tuple[bool, str | None]:
 
 
 _SUPPORTED = {"subject", "subject:identifier", "imaging-study", "_include", "_count", "_format"}
+_SEARCH_PARAMS = {"parameters": [
+    {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
+    for name, kind, text in (
+        ("subject", "string", "The subject pseudonym, or Patient/<pseudonym>"),
+        ("subject:identifier", "string", "<system>|<pseudonym>"),
+        ("imaging-study", "string", "Study Instance UID (plain or urn:oid:)"),
+        ("_include", "string", "DiagnosticReport:result adds the finding Observations"),
+        ("_count", "integer", f"Page size (default {DEFAULT_COUNT}, at most {MAX_COUNT})"),
+        ("_format", "string", "json only"),
+    )
+]}
 
 
 @router.get(
@@ -243,6 +260,7 @@ _SUPPORTED = {"subject", "subject:identifier", "imaging-study", "_include", "_co
                 "ignored unless the request says `Prefer: handling=strict`.",
     response_class=FhirResponse,
     responses=_responses(400, 406),
+    openapi_extra=_SEARCH_PARAMS,
 )
 def search_diagnostic_reports(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
