@@ -86,6 +86,9 @@ def create_job(
 ) -> tuple[JobRow, bool]:
     """Creates a job, or returns the one this same request (or Idempotency-Key) already made.
 
+    Without an Idempotency-Key, a repeat of a request whose job FAILED makes a new job (the client is
+    asking again, say after the study was re-sent); with a key, the key's job is always the answer.
+
     Returns (job, created). Raises IdempotencyConflict when a client key is reused for another request.
     """
     fingerprint = request_fingerprint(study_uid, request)
@@ -93,7 +96,11 @@ def create_job(
     existing = session.scalar(select(JobRow).where(JobRow.idempotency_key == key))
     if existing is not None:
         _check_same_request(existing, study_uid, request)
-        return existing, False
+        if idempotency_key or existing.state != JobState.FAILED.value:
+            return existing, False
+        # Retire the failed job's key so the new attempt can take it; the old job stays for audit.
+        existing.idempotency_key = f"{key}#retired-{existing.id}"
+        session.flush()
     now = utcnow()
     job = JobRow(
         id=str(uuid.uuid4()),
