@@ -261,3 +261,29 @@ def test_results_pacs_down_keeps_the_report(chest_study: ChestStudy, pacs_settin
     finally:
         server.close()
 
+
+
+def test_cli_searches_and_pulls(orthanc: Orthanc, chest_study: ChestStudy, tmp_path: Path,  # noqa: ANN001
+                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from libs.core.config import reset_settings_cache
+    from libs.dicomweb.__main__ import main
+
+    for data in chest_study.files:
+        orthanc.upload(data)
+    monkeypatch.setenv("CXR_PACS", json.dumps([orthanc.pacs_entry()]))
+    monkeypatch.setenv("CXR_DATA_DIR", str(tmp_path / "cli"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    reset_settings_cache()
+    try:
+        assert main(["studies", "--modality", "CR"]) == 0
+        listed = capsys.readouterr().out.splitlines()
+        assert [line.split("\t")[0] for line in listed] == [chest_study.study_uid]
+        assert listed[0].split("\t")[3] == "2"
+        assert main(["pull", chest_study.study_uid]) == 0
+        assert "2 fetched, 2 new" in capsys.readouterr().out
+        assert main(["pull", "1.2.3.4"]) == 2
+        assert "no configured PACS has it" in capsys.readouterr().err
+    finally:
+        reset_settings_cache()
