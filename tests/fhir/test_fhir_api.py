@@ -188,6 +188,15 @@ def test_end_to_end_from_stow_to_fhir(make_settings, make_chest_dicom) -> None: 
         assert report["findings_text"] in text and "STRUCTURED" in text
         found = fhir_json(client.get("/fhir/DiagnosticReport", params={"imaging-study": study}))
         assert [e["resource"]["id"] for e in found["entry"]] == [report["report_id"]]
+        # QA's per-study counts are stored with the report, for monitoring.
+        from libs.storage import crud
+        from libs.storage.db import session_scope
+
+        with session_scope(client.app.state.engine) as session:
+            stored = crud.get_job(session, report["job_id"]).report
+        assert stored["template"] == "structured"
+        assert stored["qa"]["hallucination_count"] == len(stored["qa"]["hallucinations"])
+        assert stored["qa"]["omission_count"] == len(stored["qa"]["omissions"])
 
 
 @pytest.mark.parametrize("template", ["standard", "concise"])
