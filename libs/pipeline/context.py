@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from libs.bundle.runner import BundleRunner
+    from libs.domain.context import ClinicalContext
     from libs.domain.model_output import ModelOutput
     from libs.runtime.batcher import DynamicBatcher
 
@@ -52,14 +53,16 @@ class PipelineContext:
         delay = self.settings.max_queue_delay_ms
         return size, manifest.max_queue_delay_ms if delay is None else delay
 
-    def predict(self, image: "np.ndarray", priority: str = "routine") -> "ModelOutput":
-        """One image through the model: via the dynamic batcher when batching is on, else directly."""
+    def predict(self, image: "np.ndarray", priority: str = "routine",
+                context: "ClinicalContext | None" = None) -> "ModelOutput":
+        """One image (and its clinical context, which conditions the report text) through the model:
+        via the dynamic batcher when batching is on, else directly."""
         if not self.settings.batching:
-            return self.runner.predict(image[None])[0]
+            return self.runner.predict(image[None], [context])[0]
         from libs.runtime.batcher import PRIORITY_ROUTINE, PRIORITY_STAT
 
         rank = PRIORITY_STAT if priority == "stat" else PRIORITY_ROUTINE
-        return self.batcher.submit(image, rank).result()
+        return self.batcher.submit((image, context), rank).result()
 
     @property
     def batcher(self) -> "DynamicBatcher":
@@ -72,7 +75,8 @@ class PipelineContext:
 
                 size, delay = self.batch_limits()
                 self._batcher = DynamicBatcher(
-                    lambda images: runner.predict(np.stack(images)),
+                    lambda items: runner.predict(np.stack([image for image, _ in items]),
+                                                 [context for _, context in items]),
                     max_batch_size=size, max_queue_delay_ms=delay, name="inference-batcher",
                 )
             return self._batcher

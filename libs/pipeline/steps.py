@@ -167,7 +167,8 @@ def infer(job_id: str, ctx: PipelineContext) -> dict:
 
     job = _load(job_id, ctx)
     image = np.load(job.image_path)
-    output = ctx.predict(image, job.priority)
+    context = ReportRequest.model_validate(job.request).clinical_context
+    output = ctx.predict(image, job.priority, context)
     geometry = ResizeGeometry.from_dict(job.geometry)
     # Boxes leave the model in its input pixels; clinicians and the SR want source-image pixels.
     for pred in output.predictions:

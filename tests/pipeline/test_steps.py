@@ -92,3 +92,26 @@ def test_stat_jumps_the_in_process_queue() -> None:
     d.send(Step.INGESTION, StepMessage(job_id="a"))
     d.send(Step.INGESTION, StepMessage(job_id="b", priority="stat"))
     assert d.pop()[1].job_id == "b"
+
+
+def test_clinical_context_reaches_the_model(ctx, chest_pa: Path) -> None:  # noqa: ANN001
+    """The decoder is conditioned on age/sex/indication: the inference step must hand them over."""
+    from libs.domain.context import ClinicalContext
+
+    seen = []
+    real = ctx.runner
+
+    class Spy:
+        manifest = real.manifest
+
+        def predict(self, images, contexts=None):  # noqa: ANN001, ANN201
+            seen.extend(contexts)
+            return real.predict(images, contexts)
+
+    ctx._runner = Spy()
+    request = ReportRequest(clinical_context=ClinicalContext(age=67, sex="M", indication="cough"))
+    job_id = _job(ctx, [chest_pa], request)
+    d = InProcessDispatcher()
+    d.send(Step.INGESTION, StepMessage(job_id=job_id))
+    drain(ctx, d)
+    assert seen == [request.clinical_context]
