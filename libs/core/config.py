@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -54,6 +55,10 @@ def load_pacs_file(path: Path) -> list[PacsServer]:
     import yaml
 
     text = os.path.expandvars(Path(path).read_text())
+    live = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    unset = sorted(set(re.findall(r"\$\{(\w+)\}", live)))
+    if unset:
+        raise ValueError(f"{path}: environment variable(s) {', '.join(unset)} not set")
     data = json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
     if isinstance(data, dict):
         data = data.get("pacs", [])

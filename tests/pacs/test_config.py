@@ -94,3 +94,9 @@ def test_dropped_connections_are_retried_then_reported_with_the_server_name() ->
         assert "after 3 attempt(s)" in error.reason
     finally:
         server.close()
+
+
+def test_a_secret_missing_from_the_environment_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORTHANC_PASSWORD", raising=False)
+    with pytest.raises(ValueError, match="ORTHANC_PASSWORD not set"):
+        load_pacs_file(REPO / "deploy" / "orthanc" / "pacs.yaml")
