@@ -46,6 +46,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
             # visibility timeout, not kombu's default of ~100 s between sweeps.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 3)),
             "unacked_restore_throttle": 1,
+            # The sweep holds a Redis lock; if a worker dies holding it, the lock must not outlive
+            # the recovery we promise (kombu's default is 5 minutes).
+            "unacked_mutex_expire": max(5, min(60, settings.visibility_timeout_s)),
             # Lets STAT (priority 0) overtake routine work on the same queue.
             "priority_steps": list(range(10)),
             "queue_order_strategy": "priority",
