@@ -12,6 +12,11 @@ A cue has a kind and a direction:
 * BI_UNC   "versus", "vs": both alternatives are uncertain
 * PSEUDO   "no change", "no increase", "not well seen": look like cues, are not; matched so that the
            "no" inside them cannot act.
+* PRE_UNASSESSED  "unable to assess for"                                     -> the findings after it
+* POST_UNASSESSED "not assessed", "not evaluated", "cannot be assessed"      -> the findings before it
+           Not a statement about presence at all: a mention these reach counts as not mentioned.
+* AFFIRM   only the value of a heading ("Pneumothorax: present", see headings.py); never found in
+           running text.
 
 Scope: from the cue to the end of its clause. A clause ends at the end of the sentence or at a
 terminator: a contrast ("but", "however", "although", "except"), a relative or new clause ("which",
@@ -21,7 +26,8 @@ and the heart is enlarged"), or a comma / "and" followed by a word that starts a
 does not end it, so "no pneumothorax, effusion, or consolidation" negates all three.
 
 When several cues reach a mention the nearest one decides, except that a negation before a weak
-uncertainty cue wins.
+uncertainty cue wins. A mention that heads a "<observation>: <value>" pair is decided by its value
+instead (headings.py), since the colon cuts the value off from it here.
 """
 
 from __future__ import annotations
@@ -40,18 +46,27 @@ class CueKind(str, Enum):
     POST_UNC = "post_unc"
     BI_UNC = "bi_unc"
     PSEUDO = "pseudo"
+    PRE_UNASSESSED = "pre_unassessed"
+    POST_UNASSESSED = "post_unassessed"
+    AFFIRM = "affirm"
 
     @property
     def negates(self) -> bool:
         return self in (CueKind.PRE_NEG, CueKind.POST_NEG, CueKind.BI_NEG)
 
     @property
+    def unassesses(self) -> bool:
+        """"Not assessed": the mention says nothing about presence (status not mentioned)."""
+        return self in (CueKind.PRE_UNASSESSED, CueKind.POST_UNASSESSED)
+
+    @property
     def looks_forward(self) -> bool:
-        return self in (CueKind.PRE_NEG, CueKind.BI_NEG, CueKind.PRE_UNC, CueKind.WEAK_UNC, CueKind.BI_UNC)
+        return self in (CueKind.PRE_NEG, CueKind.BI_NEG, CueKind.PRE_UNC, CueKind.WEAK_UNC, CueKind.BI_UNC,
+                        CueKind.PRE_UNASSESSED)
 
     @property
     def looks_back(self) -> bool:
-        return self in (CueKind.POST_NEG, CueKind.BI_NEG, CueKind.POST_UNC, CueKind.BI_UNC)
+        return self in (CueKind.POST_NEG, CueKind.BI_NEG, CueKind.POST_UNC, CueKind.BI_UNC, CueKind.POST_UNASSESSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +93,7 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"(?:increase|decrease|improvement|worsening|progression|enlargement|change)",
         r"not (?:significantly |substantially )?(?:changed|increased|decreased|improved|worsened)",
         r"without (?:significant |interval |appreciable )*(?:change|improvement|worsening|progression)",
-        r"not well (?:evaluated|assessed)", r"not only",
-        r"not (?:\w+ )?(?:be )?(?:evaluated|assessed)", r"gram negative", r"no longer than", r"cannot be assessed",
+        r"not only", r"gram negative", r"no longer than",
         r"to suggest", r"to indicate",  # "no X to suggest Y": the negation governs Y (kept as pseudo)
         # "almost completely resolved" still says the finding is there
         r"(?:almost|nearly|partially|incompletely) (?:completely )?resolved",
@@ -135,6 +149,16 @@ CUES: dict[CueKind, tuple[str, ...]] = {
         r"\?",
     ),
     CueKind.BI_UNC: (r"versus", r"vs\.?", r"or less likely", r"and/or", r"suspected"),
+    # "Fracture: not assessed", "pneumothorax cannot be evaluated on this view": neither present nor absent.
+    CueKind.PRE_UNASSESSED: (
+        r"(?:unable|not able) to (?:\w+ )?(?:assess|evaluate)(?: for)?",
+        r"(?:cannot|can not|can't|could not|couldn't) (?:\w+ )?(?:assess|evaluate)(?: for)?",
+    ),
+    CueKind.POST_UNASSESSED: (
+        *_with_copula(r"not (?:be |been )?(?:\w+ )?(?:assessed|evaluated)", r"not (?:assessable|evaluable)",
+                      r"unassessable", r"unevaluable"),
+        r"(?:cannot|can not|can't|could not|couldn't) be (?:\w+ )?(?:assessed|evaluated)",
+    ),
 }
 
 # Where a clause ends (see the module docstring). Group "keep" marks terminators that end after themselves.

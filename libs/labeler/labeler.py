@@ -2,8 +2,10 @@
 
 Steps (each its own module): split sentences; find mentions (vocabulary); find negation and
 uncertainty cues and clause terminators (context); give every mention a status from the nearest cue
-that reaches it; aggregate per observation the CheXpert way (positive beats uncertain beats
-negative); read laterality and severity around the deciding mentions (modifiers); derive No Finding.
+that reaches it, or from its value when it heads a "<observation>: <value>" pair (headings); drop the
+mentions that are "not assessed"; aggregate per observation the CheXpert way (positive beats
+uncertain beats negative); read laterality and severity around the deciding mentions (modifiers);
+derive No Finding.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from libs.domain.labels import CHEXPERT_LABELS
 from libs.labeler import modifiers
 from libs.labeler.context import POST_SCOPE_BREAK, Cue, CueKind, find_cues, find_terminators
+from libs.labeler.headings import Heading, find_headings
 from libs.labeler.sentences import split_sentences
 from libs.labeler.types import LabelerResult, ObservationLabel, Span, Status
 from libs.labeler.vocabulary import RULES, Polarity, compile_rules
@@ -124,13 +127,41 @@ def _resolve(mention: Mention, lowered: str, sentence: tuple[int, int], cues: li
             best, best_distance = cue, distance
     if best is not None and best.kind is CueKind.WEAK_UNC and governing_negation is not None:
         best = governing_negation  # "no findings suggestive of pneumonia"
-    mention.cue = best
-    if best is None:
-        mention.status = Status.POSITIVE if mention.polarity is Polarity.CONTEXT else Status.UNCERTAIN
-    elif best.kind.negates:
+    _decide(mention, best)
+
+
+def _decide(mention: Mention, cue: Cue | None) -> None:
+    """The status a cue (or none) gives a mention; an "affirm" cue is as none, "not assessed" drops it."""
+    mention.cue = cue
+    if cue is not None and cue.kind.unassesses:
+        mention.status, mention.cue = Status.NOT_MENTIONED, None
+    elif mention.polarity is Polarity.NEGATIVE or (cue is not None and cue.kind.negates):
         mention.status = Status.NEGATIVE
+    elif cue is None or cue.kind is CueKind.AFFIRM:
+        mention.status = Status.POSITIVE if mention.polarity is Polarity.CONTEXT else Status.UNCERTAIN
     else:
         mention.status = Status.UNCERTAIN
+
+
+def _apply_headings(headings: list[Heading], mentions: list[Mention], lowered: str, cues: list[Cue],
+                    term_starts: list[int]) -> None:
+    """Re-decide the mentions that head a "<observation>: <value>" pair (see headings.py)."""
+    for heading in headings:
+        if heading.unassessed_list:  # "Not assessed: cardiomegaly, fracture."
+            for mention in mentions:
+                if heading.colon < mention.start < heading.content_end:
+                    mention.status, mention.cue = Status.NOT_MENTIONED, None
+            continue
+        introduced = {m.observation for m in mentions if heading.value_start <= m.start < heading.content_end}
+        for mention in mentions:
+            if not (heading.start <= mention.start and mention.end <= heading.colon):
+                continue
+            if mention.observation in introduced:  # "Devices: right PICC": the text after it decides
+                mention.status, mention.cue = Status.NOT_MENTIONED, None
+            elif heading.value is not None:  # "Pneumothorax: absent"
+                _decide(mention, heading.value)
+            else:  # "Effusion: small left": only the heading's own words count
+                _resolve(mention, lowered, (heading.start, heading.colon), cues, term_starts)
 
 
 def label_report(text: str) -> LabelerResult:
@@ -149,10 +180,14 @@ def label_report(text: str) -> LabelerResult:
         sentence = sentences[i] if sentences else (0, len(text))
         sentence_of.append(sentence)
         _resolve(mention, lowered, sentence, cues, term_starts)
+    headings = find_headings(lowered, sentences, cues, [m.start for m in mentions]) if mentions else []
+    if headings:
+        _apply_headings(headings, mentions, lowered, cues, term_starts)
 
     by_observation: dict[str, list[int]] = {}
     for index, mention in enumerate(mentions):
-        by_observation.setdefault(mention.observation, []).append(index)
+        if mention.status is not Status.NOT_MENTIONED:  # "not assessed", or a heading the text after decides
+            by_observation.setdefault(mention.observation, []).append(index)
     # Neighbouring mentions bound each other's modifier windows.
     edges = sorted({(m.start, m.end) for m in mentions})
 

@@ -11,7 +11,9 @@ and what the words alone say about them:
 
 "Clausal" rules are a subject and its predicate ("the cardiac silhouette is mildly enlarged"). They
 carry their own verb, so only cues inside them count ("is not enlarged", "may be enlarged"): a "no"
-earlier in the sentence belongs to a different clause.
+earlier in the sentence belongs to a different clause. Each also has a colon form for structured
+reports ("Heart size: normal.", "Mediastinum: widened.", "Lungs: clear."), where the predicate must be
+the whole value after the colon.
 
 All rules go into one alternation, tried in order at each position, so longer and more specific
 phrases come first, and "blocker" rules (no observation) swallow look-alikes such as "pericardial
@@ -147,6 +149,15 @@ def _clausal(
     return MentionRule(name, pattern, (), True, pos, neg, unc)
 
 
+def _colon_form(rule: MentionRule) -> MentionRule:
+    """A subject + predicate rule written as "<subject>: <predicate>" ("Heart size: normal."): the
+    predicate right after the colon and the whole value, so "Heart and mediastinum: widened mediastinum"
+    is not one (the value names a finding of its own)."""
+    subject, _, predicates = rule.pattern.partition(r"[\s,]+" + _GAP)
+    pattern = subject + r"[ \t]*:\s*" + predicates + r"(?=[ \t]*(?:[.;,:()!\n]|$))"
+    return MentionRule(rule.name + ":", pattern, (), True, rule.on_pos, rule.on_neg, rule.on_unc)
+
+
 def _phrase(name: str, pattern: str, *observations: str, polarity: Polarity = Polarity.CONTEXT) -> MentionRule:
     return MentionRule(name, pattern, tuple((obs, polarity) for obs in observations))
 
@@ -160,8 +171,8 @@ NEG = Polarity.NEGATIVE
 UNC = Polarity.UNCERTAIN
 
 # Order matters (first alternative that matches at a position wins): clausal statements, blockers,
-# specific phrases, then generic single words.
-RULES: tuple[MentionRule, ...] = (
+# specific phrases, then generic single words. Each clausal rule is followed by its colon form (RULES).
+_RULES: tuple[MentionRule, ...] = (
     # --- cardiac and mediastinal size ---------------------------------------------------------------
     # "cardiomediastinal silhouette is enlarged": the mediastinum is enlarged for sure (CheXpert's
     # Enlarged Cardiomediastinum); whether the heart is the enlarged part is not said, so uncertain.
@@ -191,8 +202,8 @@ RULES: tuple[MentionRule, ...] = (
     # --- normal statements said as noun phrases -----------------------------------------------------
     _phrase("normal-heart", r"normal[\s\-]+(?:sized[\s\-]+)?(?:heart|cardiac (?:size|silhouette|contour|shadow))"
             r"(?:[\s\-]+size)?", CARDIO, polarity=NEG),
-    _phrase("normal-cardiomediastinal", r"normal[\s\-]+(?:cardio[\s\-]?mediastinal|cardiac and mediastinal|heart and "
-            r"mediastin\w+)(?:[\s\-]+(?:silhouettes?|contours?|size))?", EC, CARDIO, polarity=NEG),
+    _phrase("normal-cardiomediastinal", r"normal[\s\-]+(?:cardio[\s\-]?mediastin(?:al|um)|cardiac and mediastinal|"
+            r"heart and mediastin\w+)(?:[\s\-]+(?:silhouettes?|contours?|size))?", EC, CARDIO, polarity=NEG),
     _phrase("normal-mediastinum",
             r"normal[\s\-]+(?:\w+[\s\-]+)?mediastin(?:um|al(?:[\s\-]+(?:contours?|silhouettes?|width)))",
             EC, polarity=NEG),
@@ -224,7 +235,10 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:prior|previous|old|remote|healed) infections?", r"sequela\w* of (?:\w+ ){0,2}infections?")),
     _blocker("not-edema", _any(
         r"(?:soft tissue|subcutaneous|airway|mucosal|chest wall|facial|peripheral) (?:edema|swelling)")),
-    # "line" alone is too often not a device (midline, Kerley lines, pleural line); named lines match first.
+    # "Lines and tubes", "lines/tubes" (a report section) name devices; "line" alone is too often not a
+    # device (midline, Kerley lines, pleural line); named lines match first.
+    _phrase("lines-and-tubes", _any(r"lines?(?:,? and | or | ?& ?| ?/ ?)tubes?",
+                                    r"tubes?(?:,? and | or | ?& ?| ?/ ?)lines?"), DEVICES),
     _blocker("not-device", _any(r"breast (?:implants?|prosthes[ie]s)", r"nipple (?:rings?|piercings?)",
                                 r"plate ?like", r"plate", r"tube ?like", r"lines?")),
     _blocker("not-atelectasis", _any(r"(?:vertebral|vertebra|compression) (?:body )?(?:collapse|deformity)")),
@@ -271,9 +285,13 @@ RULES: tuple[MentionRule, ...] = (
         r"(?:enlarged|prominent|dilated) (?:left |right )?(?:ventricle|atrium|ventricular contour|atrial contour)",
         r"cardiac (?:silhouette|shadow) enlargement", r"large heart"), CARDIO),
     MentionRule("enlarged-cardiomediastinal", _any(
-        r"(?:enlarged|widened|prominent|wide) (?:cardio ?mediastinal|cardiac and mediastinal)"
-        r"(?: silhouettes?| contours?)?",
-        r"enlargement of the (?:cardio ?mediastinal|cardiac and mediastinal) (?:silhouettes?|contours?)"),
+        r"(?:enlarged|enlarging|widened|widening|prominent|wide) (?:cardio ?mediastinal|cardiac and mediastinal)"
+        r"(?: silhouettes?| contours?| shadows?| outlines?)?",
+        r"(?:enlarged|enlarging|widened|widening|prominent|wide) cardio ?mediastinum",
+        r"cardio ?mediastinal (?:enlargement|widening|prominence)",
+        r"(?:enlargement|widening|prominence) of the (?:cardio ?mediastinal|cardiac and mediastinal) "
+        r"(?:silhouettes?|contours?|shadows?|outlines?)",
+        r"(?:enlargement|widening|prominence) of the cardio ?mediastinum"),
         ((EC, CTX), (CARDIO, UNC))),
     _phrase("widened-mediastinum", _any(
         r"mediastinal (?:widening|enlargement|prominence|fullness)",
@@ -339,7 +357,8 @@ RULES: tuple[MentionRule, ...] = (
         r"valve (?:replacement|prosthesis|prostheses)", r"annuloplasty(?: rings?)?",
         r"(?:orthopedic |surgical |fixation |spinal |fusion |postsurgical |postoperative )?hardware",
         r"(?:fixation|stabilization|fusion) (?:plates?|screws?|rods?|devices?)", r"screws?", r"rods?",
-        r"prosthes[ei]s", r"arthroplast\w+", r"devices?", r"loop recorders?", r"(?:event|cardiac) monitors?",
+        r"prosthes[ei]s", r"arthroplast\w+", r"(?:support |medical )?devices?", r"loop recorders?",
+        r"(?:event|cardiac) monitors?",
         r"generators?", r"lvad", r"ventricular assist devices?", r"(?:intra ?aortic )?balloon pump", r"iabp",
         r"electrodes?", r"wires?", r"coils?", r"leads", r"(?:graft|bypass|surgical|cabg) markers?",
         r"(?:neuro ?|spinal cord |spinal |vagal nerve |vagus nerve |nerve |deep brain |bone growth )?stimulators?",
@@ -348,6 +367,10 @@ RULES: tuple[MentionRule, ...] = (
         # where the device's name was lost to de-identification ("right chest XXXX with tip in the SVC")
         r"tips? (?:\w+ ){0,7}?(?:svc|superior vena cava|cavoatrial|caval ?atrial|cavo ?atrial|atriocaval|"
         r"right atrium|brachiocephalic|stomach|right ventricle)"), DEVICES),
+)
+
+RULES: tuple[MentionRule, ...] = tuple(
+    form for rule in _RULES for form in ((rule, _colon_form(rule)) if rule.clausal else (rule,))
 )
 
 

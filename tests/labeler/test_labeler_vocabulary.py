@@ -103,3 +103,50 @@ def test_broken_device_is_a_device_not_a_fracture():
     text = "Left central venous catheter fracture at the level of the clavicle."
     expect(text, "Support Devices", POS, ["central venous catheter fracture"], laterality="left")
     assert label_report(text).observations["Fracture"].status is Status.NOT_MENTIONED
+
+
+@pytest.mark.parametrize(
+    "text, span",
+    [
+        ("Enlarged cardiomediastinum.", "Enlarged cardiomediastinum"),
+        ("Mildly enlarged cardiomediastinum.", "enlarged cardiomediastinum"),
+        ("Widened cardiomediastinum.", "Widened cardiomediastinum"),
+        ("Enlargement of the cardiomediastinum.", "Enlargement of the cardiomediastinum"),
+        ("Cardiomediastinal enlargement.", "Cardiomediastinal enlargement"),
+        ("Enlarged cardiomediastinal silhouette.", "Enlarged cardiomediastinal silhouette"),
+        ("Enlarged cardio-mediastinal silhouette.", "Enlarged cardio-mediastinal silhouette"),
+        ("Enlarged cardiomediastinal contours.", "Enlarged cardiomediastinal contours"),
+        ("The cardiomediastinum is enlarged.", "cardiomediastinum is enlarged"),
+    ],
+)
+def test_enlarged_cardiomediastinum(text, span):
+    # The mediastinum is enlarged for sure; whether the heart is the enlarged part is not said.
+    expect(text, "Enlarged Cardiomediastinum", POS, [span])
+    expect(text, "Cardiomegaly", Status.UNCERTAIN, [span])
+
+
+@pytest.mark.parametrize(
+    "text, span",
+    [
+        ("Widened mediastinum.", "Widened mediastinum"),
+        ("Enlarged mediastinum.", "Enlarged mediastinum"),
+        ("Mediastinal widening.", "Mediastinal widening"),
+        ("Widening of the mediastinum.", "Widening of the mediastinum"),
+        ("The mediastinum is widened.", "mediastinum is widened"),
+    ],
+)
+def test_widened_mediastinum_is_not_cardiomegaly(text, span):
+    expect(text, "Enlarged Cardiomediastinum", POS, [span])
+    assert label_report(text).observations["Cardiomegaly"].status is Status.NOT_MENTIONED
+
+
+@pytest.mark.parametrize(
+    "text, span",
+    [
+        ("No enlarged cardiomediastinum.", "enlarged cardiomediastinum"),
+        ("Normal cardiomediastinum.", "Normal cardiomediastinum"),
+    ],
+)
+def test_enlarged_cardiomediastinum_denied(text, span):
+    expect(text, "Enlarged Cardiomediastinum", NEG, [span])
+    expect(text, "Cardiomegaly", NEG, [span])
