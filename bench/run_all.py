@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("bench.bench_preprocess", "bench.bench_labeler", "bench.bench_pipeline")
+BENCHMARKS = ("bench.bench_preprocess", "bench.bench_labeler", "bench.bench_pipeline", "bench.bench_inference")
 
 
 def main() -> int:

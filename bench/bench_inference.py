@@ -1,0 +1,161 @@
+"""Inference runtime on this CPU: unbatched vs dynamically batched, and INT8 vs FP32 with output parity.
+
+  python -m bench.bench_inference [--studies 48] [--bundle models/reference]
+
+Side by side in one run, on the same preprocessed inputs (the bundled sample study plus flipped/shifted
+variants, so the model sees different images):
+- unbatched: one study at a time through BundleRunner.predict (what a worker without batching does);
+- batched: 8 client threads submit all studies at once through the DynamicBatcher (max batch and delay
+  from the manifest), as the inference service does;
+- INT8 vs FP32: when the bundle folder also holds `*.fp32.onnx` twins of its (INT8) files, the FP32
+  twin is run the same way and compared: speed, label agreement and identical generated text.
+Writes bench/results/inference_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from libs.bundle.runner import BundleRunner
+from libs.core.config import REPO_ROOT
+from libs.dicom import load_for_model
+from libs.domain.context import ClinicalContext
+from libs.runtime.batcher import DynamicBatcher
+
+RESULTS = REPO_ROOT / "bench" / "results"
+
+
+def inputs(size: int, n: int) -> list[np.ndarray]:
+    study = sorted((REPO_ROOT / "samples" / "chest_pa").glob("*.dcm"))[0]
+    base = load_for_model(study, size=size)[1].array.astype(np.float32)
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(n):
+        img = np.roll(base, (int(rng.integers(-8, 9)), int(rng.integers(-8, 9))), axis=(0, 1))
+        if i % 2:
+            img = img[:, ::-1]
+        images.append(np.ascontiguousarray(np.clip(img * rng.uniform(0.9, 1.1), 0, 1), dtype=np.float32))
+    return images
+
+
+def stats(latencies_ms: list[float], wall_s: float) -> dict:
+    a = np.asarray(latencies_ms)
+    return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 1), "p95_ms": round(float(np.percentile(a, 95)), 1),
+            "p99_ms": round(float(np.percentile(a, 99)), 1), "studies_per_hour": round(len(a) / wall_s * 3600)}
+
+
+def run_unbatched(runner: BundleRunner, images: list[np.ndarray], ctx: ClinicalContext) -> tuple[dict, list]:
+    outs, lat = [], []
+    t0 = time.perf_counter()
+    for img in images:
+        s = time.perf_counter()
+        outs.append(runner.predict(img[None], [ctx])[0])
+        lat.append((time.perf_counter() - s) * 1000)
+    return stats(lat, time.perf_counter() - t0), outs
+
+
+def run_batched(runner: BundleRunner, images: list[np.ndarray], ctx: ClinicalContext) -> tuple[dict, list]:
+    m = runner.manifest.batching
+    batcher = DynamicBatcher(lambda items: runner.predict(np.stack(items), [ctx] * len(items)),
+                             max_batch_size=m.max_batch_size, max_queue_delay_ms=m.max_queue_delay_ms,
+                             max_pending=len(images))
+    lat = [0.0] * len(images)
+
+    def one(i: int):  # noqa: ANN202
+        s = time.perf_counter()
+        out = batcher.submit(images[i]).result()
+        lat[i] = (time.perf_counter() - s) * 1000
+        return out
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=m.max_batch_size) as pool:
+        outs = list(pool.map(one, range(len(images))))
+    wall = time.perf_counter() - t0
+    batcher.close()
+    result = stats(lat, wall)
+    result["mean_batch_size"] = round(float(np.mean(batcher.batch_sizes)), 2)
+    return result, outs
+
+
+def fp32_twin(bundle: Path, workdir: Path) -> Path | None:
+    """A copy of the bundle whose manifest names the FP32 files, when the bundle ships them."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    files = dict(manifest["files"])
+    changed = False
+    for role, name in list(files.items()):
+        if name and name.endswith(".onnx"):
+            twin = name[: -len(".onnx")] + ".fp32.onnx"
+            if (bundle / twin).is_file():
+                files[role] = twin
+                changed = True
+    if not changed:
+        return None
+    dest = workdir / "fp32"
+    shutil.copytree(bundle, dest)
+    manifest["files"] = files
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def parity(a: list, b: list) -> dict:
+    labels = same_labels = same_text = 0
+    for x, y in zip(a, b, strict=True):
+        for p, q in zip(x.predictions, y.predictions, strict=True):
+            if p.assessed:
+                labels += 1
+                same_labels += p.positive == q.positive
+        same_text += (x.text or "") == (y.text or "")
+    return {"label_agreement": round(same_labels / max(labels, 1), 4), "identical_text_rate": round(same_text / len(a), 4)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--studies", type=int, default=48)
+    parser.add_argument("--bundle", type=Path, default=REPO_ROOT / "models" / "reference")
+    args = parser.parse_args(argv)
+    ctx = ClinicalContext(age=67, sex="M", indication="Shortness of breath")
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, kind = args.bundle, "installed bundle"
+        if not (bundle / "manifest.json").is_file():
+            from libs.bundle.testing import build_random_bundle
+
+            bundle, kind = build_random_bundle(Path(tmp) / "random", image_size=512), "TEST-ONLY random bundle"
+        runner = BundleRunner(bundle)
+        images = inputs(runner.image_size, args.studies)
+        result = {
+            "benchmark": "inference runtime, CPU",
+            "bundle": f"{kind}: {runner.model_name} {runner.model_version}",
+            "providers": runner.providers,
+            "cpu_count": os.cpu_count(),
+            "has_decoder": runner.manifest.files.decoder is not None,
+        }
+        result["unbatched"], outs8 = run_unbatched(runner, images, ctx)
+        result["batched"], _ = run_batched(runner, images, ctx)
+        result["batched_vs_unbatched_throughput"] = round(
+            result["batched"]["studies_per_hour"] / result["unbatched"]["studies_per_hour"], 2)
+        twin = fp32_twin(bundle, Path(tmp))
+        if twin is not None:
+            fp32 = BundleRunner(twin)
+            result["unbatched_fp32"], outs32 = run_unbatched(fp32, images, ctx)
+            result["int8_vs_fp32_throughput"] = round(
+                result["unbatched"]["studies_per_hour"] / result["unbatched_fp32"]["studies_per_hour"], 2)
+            result["int8_vs_fp32_parity"] = parity(outs8, outs32)
+        else:
+            result["int8_vs_fp32"] = "bundle ships no *.fp32.onnx twins: not measured"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "inference_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
