@@ -31,6 +31,9 @@ class QaSummary(BaseModel):
         default_factory=list, description="Side in the text contradicts the side of the head's box"
     )
     low_confidence: list[str] = Field(default_factory=list, description="Findings below the request's threshold")
+    unsupported: list[str] = Field(
+        default_factory=list, description="Critical observations the text rules out although the model does not assess them"
+    )
     hallucination_count: int = 0
     omission_count: int = 0
 

@@ -14,6 +14,9 @@ A radiologist must review the study first (requires_radiologist_review) when:
 3. laterality: the text puts a finding on one side and the head's box for it is on the other, read
    with the radiological convention (patient's right = image left on PA/AP, libs/qa/laterality.py).
 4. low confidence: a reported finding's confidence is below the request's confidence_threshold.
+5. unsupported: the text rules out a critical finding the bundle does not assess ("no pneumothorax"
+   from a model that cannot see pneumothorax). A decoder trained on real reports writes such
+   sentences by habit; they would falsely reassure, so a radiologist must check them.
 
 Each reason is one PHI-free sentence; the counts go into Report.qa for monitoring.
 """
@@ -40,6 +43,7 @@ class Verdict:
     omissions: list[str] = field(default_factory=list)
     laterality_conflicts: list[str] = field(default_factory=list)
     low_confidence: list[str] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
 
     def summary(self) -> QaSummary:
         return QaSummary(
@@ -48,6 +52,7 @@ class Verdict:
             omissions=list(self.omissions),
             laterality_conflicts=list(self.laterality_conflicts),
             low_confidence=list(self.low_confidence),
+            unsupported=list(self.unsupported),
             hallucination_count=len(self.hallucinations),
             omission_count=len(self.omissions),
         )
@@ -89,6 +94,9 @@ def review_report(
             )
             verdict.critical.append(label)
             verdict.reasons.append(f"critical finding: {label} ({who})")
+        if label in CRITICAL_LABELS and label not in assessed and reading.observations[label].status.value == "negative":
+            verdict.unsupported.append(label)
+            verdict.reasons.append(f"unsupported: the text rules out {label}, which this model does not assess")
         if label in assessed and label in in_text and label not in by_head:
             verdict.hallucinations.append(label)
             verdict.reasons.append(f"disagreement: {label} in the text but not detected by the detection head")

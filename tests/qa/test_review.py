@@ -159,3 +159,13 @@ def test_summary_counts_for_monitoring() -> None:
     assert s.critical == ["Pneumothorax"]
     assert s.low_confidence == ["Edema"]
     assert v.requires_review
+
+
+def test_text_ruling_out_a_critical_finding_the_model_cannot_see_is_flagged() -> None:
+    v = review_report(report("No pleural effusion or pneumothorax is seen. No pneumonia.", "No active disease."),
+                      output({}, assessed={"Pneumonia", "No Finding"}), ReportRequest())
+    assert v.requires_review
+    assert v.unsupported == ["Pneumothorax", "Pleural Effusion"]
+    assert "unsupported: the text rules out Pneumothorax, which this model does not assess" in v.reasons
+    # Ruling out an assessed observation is a normal statement, not a reason.
+    assert not any("Pneumonia" in r for r in v.reasons)
