@@ -71,22 +71,28 @@ def context_prompt_from(context) -> str:
 
 
 def findings_prompt(findings: Sequence[tuple[str, float, bool]]) -> str:
-    """[(label, probability, positive)] of the ASSESSED labels -> 'pneumonia yes 0.9; edema no 0.1'.
+    """[(label, probability, positive)] of the ASSESSED labels ->
+    'positive: pneumonia 0.9 | negative: cardiomegaly 0.1, edema 0.0'.
 
-    Labels are written in CHEXPERT_LABELS order, lower case; labels that are not assessed are left
-    out (the decoder must not read them as negative); with none assessed: 'not assessed'.
+    Positive (probability >= threshold) and negative labels go to separate lists, each in
+    CHEXPERT_LABELS order, lower case, probability to one decimal, 'none' when empty. Labels that are
+    not assessed are in neither list (the decoder must not read them as negative); with none assessed
+    the whole part is 'not assessed'.
     """
     by_label = {label: (p, pos) for label, p, pos in findings}
-    parts = []
+    if not by_label:
+        return "not assessed"
+    lists: dict[bool, list[str]] = {True: [], False: []}
     for label in CHEXPERT_LABELS:
         if label in by_label:
             p, pos = by_label[label]
-            parts.append(f"{label.lower()} {'yes' if pos else 'no'} {min(max(p, 0.0), 1.0):.1f}")
-    return "; ".join(parts) if parts else "not assessed"
+            lists[bool(pos)].append(f"{label.lower()} {min(max(p, 0.0), 1.0):.1f}")
+    return f"positive: {', '.join(lists[True]) or 'none'} | negative: {', '.join(lists[False]) or 'none'}"
 
 
 def build_prompt(context_text: str, findings_text: str) -> str:
-    return f"context: {context_text} | findings: {findings_text}"
+    """Findings first, then context (a long indication can only push the context, never the findings)."""
+    return f"{findings_text} | context: {context_text}"
 
 
 def prompt_for(predictions, context=None) -> str:
@@ -270,4 +276,4 @@ class ReportDecoder:
         return out[0], out[1:]
 
     def warm_up(self) -> None:
-        self.generate(build_prompt("none", "not assessed"), max_new_tokens=1)
+        self.generate(build_prompt("none", "not assessed"), max_new_tokens=1, num_beams=1)

@@ -45,7 +45,7 @@ def _cmd_train(args) -> int:
 
     logging.getLogger("libs.model").setLevel(logging.INFO)
     cfg = _config(args)
-    state = train(cfg, resume=not args.fresh, progress=not args.quiet)
+    state = train(cfg, resume=not args.fresh, progress=not args.quiet, restart_from=args.restart_from)
     summary = {k: state.get(k) for k in ("name", "version", "thresholds", "normalization", "done", "train_seconds")}
     print(json.dumps({"output_dir": str(cfg.out), **summary}, indent=2))
     return 0
@@ -73,6 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the report model (stages: detector, lm, align, full); resumable")
     _common(p)
     p.add_argument("--fresh", action="store_true", help="ignore checkpoints in output_dir and start over")
+    p.add_argument("--restart-from", choices=["lm", "align", "full"],
+                   help="keep the finished earlier stages (e.g. the detector) and retrain from this stage on")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="ONNX export + static INT8 quantisation + parity check -> bundle_dir")

@@ -97,10 +97,11 @@ class LossConfig(_Strict):
 class FindingsNoise(_Strict):
     """How the prompt's findings are made during text training (see libs.model.prompts)."""
 
-    p_reference: float = 0.35  # all 14 labels, clean (the "conditioned on reference labels" form)
-    p_bundle: float = 0.35  # only the assessed labels, scores drawn from the detector's validation errors
+    p_reference: float = 0.5  # all 14 labels, clean (the "conditioned on reference labels" form)
+    p_bundle: float = 0.25  # only the assessed labels, scores drawn from the detector's validation errors
     keep_label: float = 0.7  # the rest: each label kept with this probability, scores noisy
-    flip: float = 0.08  # noisy form: probability a kept label's decision is wrong
+    miss: float = 0.15  # noisy form: a reference positive reported negative
+    false_alarm: float = 0.02  # noisy form: a reference negative reported positive
     drop_context_field: float = 0.25
 
 

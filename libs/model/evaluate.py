@@ -219,8 +219,10 @@ def _score_condition(records, prompts, decisions, model_texts, normal, retrieval
                          "clinical": clinical_scores(gen_results, ref_results, bootstrap, seed)}
         if name == "model":
             systems[name]["bias"] = bias_table(records, hyps, gen_results, ref_results)
-            systems[name]["examples"] = [{"report_id": r.report_id, "prompt": p, "generated": h}
-                                         for r, p, h in list(zip(records, prompts, hyps))[:5]]
+            # Model output only: prompts carry the reports' indication text, and IU text (CC BY-NC-ND) must
+            # not be copied into the repository.
+            systems[name]["examples"] = [{"report_id": r.report_id, "generated": h}
+                                         for r, h in list(zip(records, hyps))[:5]]
     return {"n": len(records), "systems": systems}
 
 

@@ -7,8 +7,10 @@ Three forms of the findings part (FindingsNoise sets the mix):
 - bundle: only the labels the bundle's detection head assesses, each score drawn from the head's own
   calibrated validation scores for images of the same class (positive or negative), decision by the
   head's threshold: the decoder sees the head's real error rates and score spread;
-- noisy: every label kept with probability keep_label (omitted = not assessed), its decision flipped
-  with probability `flip`, score uniform on the decided side of 0.5.
+- noisy: every label kept with probability keep_label (omitted = not assessed); a reference positive
+  is missed with probability `miss`, a reference negative called positive with probability
+  `false_alarm` (findings are rare, so a symmetric flip would drown the true positives); score uniform
+  on the decided side of 0.5.
 """
 
 from __future__ import annotations
@@ -51,13 +53,14 @@ class HeadErrorModel:
         return out
 
 
-def noisy_findings(statuses: dict[str, str], rng: random.Random, keep: float, flip: float) -> list[tuple[str, float, bool]]:
+def noisy_findings(statuses: dict[str, str], rng: random.Random, keep: float, miss: float,
+                   false_alarm: float) -> list[tuple[str, float, bool]]:
     out = []
     for label in CHEXPERT_LABELS:
         if rng.random() >= keep:
             continue
         decision = statuses.get(label, "not_mentioned") in POSITIVE_STATUSES
-        if rng.random() < flip:
+        if rng.random() < (miss if decision else false_alarm):
             decision = not decision
         p = rng.uniform(0.5, 1.0) if decision else rng.uniform(0.0, 0.5)
         out.append((label, p, decision))
@@ -79,7 +82,7 @@ def training_prompt(record: ReportRecord, rng: random.Random, noise, head: HeadE
     elif u < noise.p_reference + noise.p_bundle and head is not None:
         findings = head.sample(record.statuses, rng)
     else:
-        findings = noisy_findings(record.statuses, rng, noise.keep_label, noise.flip)
+        findings = noisy_findings(record.statuses, rng, noise.keep_label, noise.miss, noise.false_alarm)
     return build_prompt(context_text(record.context, rng, noise.drop_context_field), findings_prompt(findings))
 
 

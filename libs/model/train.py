@@ -190,10 +190,12 @@ def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> l
 # -- trainer ----------------------------------------------------------------------------------------
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, *, resume: bool = True, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, *, resume: bool = True, progress: bool = True, restart_from: str | None = None):
         import torch
 
-        self.cfg, self.resume, self.progress = cfg, resume, progress
+        if restart_from is not None and restart_from not in STAGES[1:]:
+            raise ValueError(f"restart_from must be one of {', '.join(STAGES[1:])} (use a fresh run for detector)")
+        self.cfg, self.resume, self.progress, self.restart_from = cfg, resume, progress, restart_from
         self.out = cfg.out
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
@@ -300,6 +302,8 @@ class Trainer:
         vocab = self.tokens.vocab_size if self.tokens else 8
         self.model = ReportModel(cfg.model, vocab).to(self.device)
         ckpt = self._load_checkpoint()
+        if self.restart_from is not None:
+            ckpt = self._restart(self.restart_from, vocab)
         self.state.setdefault("normalization", self._normalization(self.arrays.get("train")))
         self.state["assessed_labels"] = list(cfg.assessed_labels)
         self.state["name"], self.state["version"] = cfg.name, cfg.version
@@ -315,6 +319,27 @@ class Trainer:
         self.state["train_seconds"] = round(time.time() - started, 1)
         self._export_weights(tok_path)
         return self.state
+
+    def _restart(self, stage: str, vocab: int) -> None:
+        """Keep the stages before `stage`, re-initialise the modules `stage` and later ones train."""
+        import torch
+
+        from libs.model.decoder import DecoderLM
+        from libs.model.vlm import Projector
+
+        first = STAGES.index(stage)
+        self.state["done"] = [s for s in self.state.get("done", []) if STAGES.index(s) < first]
+        for s in STAGES[first:]:
+            self.state["stages"].pop(s, None)
+        self.state.pop("image_tokens", None)
+        torch.manual_seed(self.cfg.seed + first)
+        d = self.cfg.model.decoder
+        if first <= STAGES.index("lm"):
+            self.model.decoder = DecoderLM(vocab, d.d_model, d.layers, d.heads, d.ff, d.max_positions,
+                                           d.dropout).to(self.device)
+        self.model.projector = Projector(self.model.detector.channels, d.d_model).to(self.device)
+        self._log(event="restart", stage=stage, kept=self.state["done"])
+        return None
 
     def _export_weights(self, tok_path: Path | None) -> None:
         from libs.model.checkpoint import save_sharded
@@ -477,12 +502,16 @@ class Trainer:
             return None
         return HeadErrorModel(self.state["val_scores"], self.state["thresholds"])
 
-    def _text_batches(self, records: list[ReportRecord], sc: StageConfig, epoch: int, deterministic: bool = False):
-        from libs.model.prompts import reference_prompt, training_prompt
+    def _text_batches(self, records: list[ReportRecord], sc: StageConfig, epoch: int, deterministic: bool = False,
+                      without_findings: bool = False):
+        from libs.bundle.decoder import build_prompt
+        from libs.model.prompts import context_text, reference_prompt, training_prompt
 
         rng = random.Random(self.cfg.seed * 1000 + epoch)
         head = self._head_model()
-        if deterministic:
+        if without_findings:
+            prompts = [build_prompt(context_text(r.context), "not assessed") for r in records]
+        elif deterministic:
             prompts = [reference_prompt(r) for r in records]
         else:
             prompts = [training_prompt(r, rng, self.cfg.findings_noise, head) for r in records]
@@ -514,15 +543,19 @@ class Trainer:
         def evaluate():
             if not val:
                 return {}
-            seqs, order = self._text_batches(val, sc, 0, deterministic=True)
-            total, n = 0.0, 0
-            for b in order:
-                ids, targets = self.tokens.batch([seqs[i] for i in b])
-                logits, _ = self.model.decoder(ids.to(self.device))
-                k = int((targets != -100).sum())
-                total += float(report_loss(logits, targets.to(self.device))) * k
-                n += k
-            return {"val_loss_reference_prompts": round(total / max(n, 1), 4)}
+            out = {}
+            # The gap between the two says how much the decoder uses the injected findings.
+            for key, no_findings in (("val_loss_reference_prompts", False), ("val_loss_without_findings", True)):
+                seqs, order = self._text_batches(val, sc, 0, deterministic=True, without_findings=no_findings)
+                total, n = 0.0, 0
+                for b in order:
+                    ids, targets = self.tokens.batch([seqs[i] for i in b])
+                    logits, _ = self.model.decoder(ids.to(self.device))
+                    k = int((targets != -100).sum())
+                    total += float(report_loss(logits, targets.to(self.device))) * k
+                    n += k
+                out[key] = round(total / max(n, 1), 4)
+            return out
 
         self._fit("lm", sc, self.model.decoder.parameters(), batches, loss_fn, resume_from, evaluate)
 
@@ -606,5 +639,5 @@ class Trainer:
         self._paired_stage("full", data, sc, resume_from)
 
 
-def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True) -> dict:
-    return Trainer(cfg, resume=resume, progress=progress).run()
+def train(cfg: TrainConfig, *, resume: bool = True, progress: bool = True, restart_from: str | None = None) -> dict:
+    return Trainer(cfg, resume=resume, progress=progress, restart_from=restart_from).run()

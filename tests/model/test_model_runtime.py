@@ -62,10 +62,11 @@ def test_prompt_format():
     ctx = context_prompt(age=67, sex="M", indication=" Shortness\nof breath ", has_prior=True)
     assert ctx == "age 67; male; indication: Shortness of breath; prior study"
     assert context_prompt() == "none"
-    f = findings_prompt([("Pneumonia", 0.934, True), ("Cardiomegaly", 0.1, False)])
-    assert f == "cardiomegaly no 0.1; pneumonia yes 0.9"  # CheXpert order, not input order
+    f = findings_prompt([("Pneumonia", 0.934, True), ("Edema", 0.0, False), ("Cardiomegaly", 0.1, False)])
+    assert f == "positive: pneumonia 0.9 | negative: cardiomegaly 0.1, edema 0.0"  # CheXpert order
+    assert findings_prompt([("Pneumonia", 0.2, False)]) == "positive: none | negative: pneumonia 0.2"
     assert findings_prompt([]) == "not assessed"
-    assert build_prompt(ctx, f).startswith("context: age 67; male;")
+    assert build_prompt(ctx, f) == f"{f} | context: age 67; male; indication: Shortness of breath; prior study"
 
 
 @pytest.mark.parametrize("image_tokens", [False, True])
