@@ -110,6 +110,11 @@ class Generated:
     ms: float
 
 
+# Any vocabulary entry containing this is suppressed (see ReportDecoder.__init__): "XX" also catches the
+# halves a tokenizer may have learnt for "XXXX".
+DEIDENTIFICATION_MARK = "XX"
+
+
 def _banned_by_ngram(tokens: list[int], n: int) -> set[int]:
     """Tokens that would repeat an n-gram already present in `tokens` (no_repeat_ngram_size)."""
     if n <= 0 or len(tokens) < n:
@@ -141,6 +146,11 @@ class ReportDecoder:
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BundleUnavailable(f"cannot load decoder {decoder_path}: {first}") from None
+        # IU/Open-i reports mark de-identified words as "XXXX"; a decoder trained on them learns to write
+        # the mark, which means nothing to a reader. Such tokens are never generated.
+        self.suppressed = np.asarray(
+            sorted(i for token, i in self.tokenizer.vocab.items() if DEIDENTIFICATION_MARK in token), dtype=np.int64
+        )
         self.max_new_tokens = max_new_tokens
         self.no_repeat_ngram_size = no_repeat_ngram_size
         self.num_beams = num_beams
@@ -210,6 +220,7 @@ class ReportDecoder:
         for step in range(limit):
             logits, past = self._step(step_ids, past, prefix if step == 0 else None)
             scores = logits[0].astype(np.float64)
+            scores[self.suppressed] = -np.inf
             for banned in _banned_by_ngram(out, self.no_repeat_ngram_size):
                 scores[banned] = -np.inf
             nxt = int(np.argmax(scores))
@@ -235,6 +246,7 @@ class ReportDecoder:
             logp = logits.astype(np.float64)
             logp = logp - logp.max(axis=1, keepdims=True)
             logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            logp[:, self.suppressed] = -np.inf
             for b, seq in enumerate(seqs):
                 for banned in _banned_by_ngram(seq, self.no_repeat_ngram_size):
                     logp[b, banned] = -np.inf
