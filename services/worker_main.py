@@ -16,7 +16,7 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
     module = importlib.import_module(f"services.{queue}.worker")
     from libs.queue.celery_app import pipeline_context
 
-    pipeline_context()  # migrate / verify the database before taking work
+    ctx = pipeline_context()  # migrates / verifies the database before taking work
     log = logging.getLogger(__name__)
     # solo pool by default: one process per service keeps memory low on small machines; scale by
     # running more worker processes rather than threads around one model.
@@ -24,7 +24,6 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
     concurrency = os.environ.get("CXR_WORKER_CONCURRENCY", "1")
     if queue == "inference":
         # Load the bundle now: a missing or broken bundle is reported at start, not on the first study.
-        ctx = pipeline_context()
         try:
             runner = ctx.runner
             log.info("bundle %s %s loaded with providers %s", runner.manifest.name, runner.manifest.version,
@@ -36,7 +35,7 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
                 pool, concurrency = "threads", str(size)
                 ctx.batcher  # noqa: B018 - start the batching thread before taking work
                 log.info("dynamic batching: max batch %d, max queue delay %.0f ms", size, delay)
-        except Exception as exc:  # noqa: BLE001 - keep running: tasks retry, /readyz explains
+        except Exception as exc:  # noqa: BLE001 - keep running: its tasks retry; the gateway's /readyz shows the bundle
             log.error("model bundle unavailable: %s", exc)
         from celery.signals import worker_shutdown
 
