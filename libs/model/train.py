@@ -526,6 +526,14 @@ class Trainer:
         if not train or self.tokens is None:
             self._log(event="skip", stage="lm", reason="no reports")
             return
+        factor = self.cfg.findings_noise.oversample_assessed
+        if factor > 1:
+            from libs.model.prompts import POSITIVE_STATUSES
+
+            extra = [r for r in train if any(r.statuses.get(label) in POSITIVE_STATUSES
+                                             for label in self.cfg.assessed_labels)]
+            train = train + extra * (factor - 1)
+            self._log(event="oversample", stage="lm", reports=len(extra), factor=factor, epoch_size=len(train))
         val = data.reports_in("val")
         cache: dict[int, tuple] = {}
 
