@@ -226,6 +226,30 @@ def _score_condition(records, prompts, decisions, model_texts, normal, retrieval
     return {"n": len(records), "systems": systems}
 
 
+def qa_flag_stats(records, findings, texts, thresholds: dict[str, float], name: str, version: str) -> dict:
+    """The QA service's review flag on (reference report, model output) pairs: its sensitivity for studies
+    whose reference report states a critical finding, and the fraction of studies it sends to review.
+    `findings` are the prompts' [(label, probability, positive)]: the labels listed are the ones the head
+    assessed (threshold from `thresholds`, 0.5 for labels the bundle does not threshold)."""
+    from libs.domain.model_output import LabelPrediction, ModelOutput
+    from libs.qa.evaluation import EvalCase, evaluate_qa_flags
+
+    cases = []
+    for record, f, text in zip(records, findings, texts):
+        scores = {label: p for label, p, _ in f}
+        preds = [LabelPrediction(label=label, probability=scores.get(label),
+                                 threshold=thresholds.get(label, 0.5) if label in scores else None)
+                 for label in CHEXPERT_LABELS]
+        cases.append(EvalCase(reference=record.text, output=ModelOutput(model_name=name, model_version=version,
+                                                                        predictions=preds, text=text)))
+    out = {}
+    for key, uncertain in (("stated", False), ("stated_or_possible", True)):
+        stats = evaluate_qa_flags(cases, count_uncertain=uncertain).to_dict()
+        stats["missed"] = [records[i].report_id for i in stats["missed"]]
+        out[key] = stats
+    return out
+
+
 # -- main ---------------------------------------------------------------------------------------------
 
 def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = True, bootstrap: int = 1000) -> dict:
@@ -319,6 +343,11 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
             texts = _generate(decoder, prompts, progress, cond)
             conditions[cond] = _score_condition(test, prompts, [_decisions(f) for f in findings], texts, normal,
                                                 retrieval, ref_results, bootstrap, cfg.seed)
+            # Condition A's "head" is the reference labels themselves (an oracle for all 14), B's is the bundle's.
+            # (A's scores are 1.0 / 0.6 / 0.0 decided at 0.5, as its prompts say.)
+            thresholds = {} if cond.startswith("A_") else dict(manifest.thresholds)
+            conditions[cond]["qa_flags"] = qa_flag_stats(test, findings, texts, thresholds, manifest.name,
+                                                         manifest.version)
         result["reports"] = {"split": "report test split by report id (IU: configs/splits/iu_reports.json)",
                              "conditions": conditions}
     paired_test = data.paired_in("test")
@@ -336,6 +365,8 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
         conditions = {"P_paired_images": _score_condition(
             records, prompts, [_decisions(f) for f in findings], texts, constant_normal_report(paired_train),
             Retrieval(paired_train), _label_all([r.text for r in records]), bootstrap, cfg.seed)}
+        conditions["P_paired_images"]["qa_flags"] = qa_flag_stats(records, findings, texts, dict(manifest.thresholds),
+                                                                  manifest.name, manifest.version)
         result["reports"] = {"split": "paired test split (image + report)", "conditions": conditions}
 
     # ---- end-to-end text on images
@@ -397,6 +428,9 @@ def summarize(result: dict) -> dict:
         for name, sysm in c["systems"].items():
             s[f"{cond}.{name}"] = {"BLEU-4": round(sysm["nlg"]["BLEU-4"], 4), "ROUGE-L": round(sysm["nlg"]["ROUGE-L"], 4),
                                    "CE_micro_F1": round(sysm["clinical"]["micro"]["f1"], 4)}
+        q = c.get("qa_flags", {}).get("stated")
+        if q:
+            s[f"{cond}.qa_flag"] = {"sensitivity_critical": q["sensitivity"], "flagged_fraction": q["flagged_fraction"]}
     if "images_end_to_end" in result:
         m = result["images_end_to_end"]["systems"]["model"]
         s["images_end_to_end_pneumonia_text"] = {"sensitivity": round(m["sensitivity"], 4),
@@ -470,6 +504,22 @@ def render_markdown(result: dict) -> str:
                                  f"{_f(b['ce_micro_f1'])} | {_f(b['abnormal_tpr'])} | {_f(b['abnormal_fpr'])} | "
                                  f"{_f(b['hallucinated_per_report'])} | {_f(b['missed_per_report'])} |")
             lines.append("")
+    if rep and any("qa_flags" in c for c in rep["conditions"].values()):
+        lines += ["## QA review flag", "",
+                  "The QA service's `requires_radiologist_review` on the model's drafts (rendered with the standard "
+                  "template, reviewed exactly as the pipeline does), against the reference report read by the "
+                  "labeler. A: the head is the reference labels for all 14 observations (oracle); B and P: the "
+                  "bundle's own head. 95 % Wilson intervals.", "",
+                  "| condition | critical studies counted as | studies | flagged for review | critical studies | "
+                  "sensitivity | " + " | ".join(sorted(CRITICAL_LABELS)) + " |",
+                  "|---|---|---|---|---|---|" + "---|" * len(CRITICAL_LABELS)]
+        for cond, c in rep["conditions"].items():
+            for key, q in c.get("qa_flags", {}).items():
+                per = " | ".join(f"{s['flagged']}/{s['studies']}" for _, s in sorted(q["per_label"].items()))
+                lines.append(f"| {cond} | {key.replace('_', ' ')} | {q['studies']} | {q['flagged']} "
+                             f"({_f(q['flagged_fraction'])}{_ci(q['flagged_fraction_ci95'])}) | {q['critical_studies']} | "
+                             f"{_f(q['sensitivity'])}{_ci(q['sensitivity_ci95'])} | {per} |")
+        lines.append("")
     e2e = result.get("images_end_to_end")
     if e2e:
         lines += [f"## End to end on images (n = {e2e['n']})", "", e2e["what"], "",

@@ -16,7 +16,9 @@ A radiologist must review the study first (requires_radiologist_review) when:
 4. low confidence: a reported finding's confidence is below the request's confidence_threshold.
 5. unsupported: the text rules out a critical finding the bundle does not assess ("no pneumothorax"
    from a model that cannot see pneumothorax). A decoder trained on real reports writes such
-   sentences by habit; they would falsely reassure, so a radiologist must check them.
+   sentences by habit; they would falsely reassure, so a radiologist must check them. Likewise a
+   finding the text states as present or possible that the bundle does not assess (critical ones are
+   already flagged by rule 1): nothing the model measured supports it.
 
 Each reason is one PHI-free sentence; the counts go into Report.qa for monitoring.
 """
@@ -97,6 +99,9 @@ def review_report(
         if label in CRITICAL_LABELS and label not in assessed and reading.observations[label].status.value == "negative":
             verdict.unsupported.append(label)
             verdict.reasons.append(f"unsupported: the text rules out {label}, which this model does not assess")
+        if label not in CRITICAL_LABELS and label not in assessed and label in in_text:
+            verdict.unsupported.append(label)
+            verdict.reasons.append(f"unsupported: the text reports {label}, which this model does not assess")
         if label in assessed and label in in_text and label not in by_head:
             verdict.hallucinations.append(label)
             verdict.reasons.append(f"disagreement: {label} in the text but not detected by the detection head")

@@ -166,3 +166,16 @@ def test_evaluate_writes_json_markdown_and_plots(tiny, tmp_path):
     assert (tmp_path / "evaluation.md").read_text().startswith("# Evaluation of cxr-tiny")
     assert (tmp_path / "roc.png").is_file() and (tmp_path / "reliability.png").is_file()
     assert "auroc_Pneumonia" in summary
+    # QA review flag measured on the same drafts; critical studies counted from the reference reports.
+    from libs.model.train import load_datasets
+    from libs.qa.evaluation import reference_critical
+
+    condition = result["reports"]["conditions"]["P_paired_images"]
+    qa = condition["qa_flags"]["stated"]
+    assert qa["studies"] == condition["n"]
+    assert 0 <= qa["flagged"] <= qa["studies"]
+    references = [p.report.text for p in load_datasets(cfg).paired_in("test")]
+    assert qa["critical_studies"] == sum(bool(reference_critical(t)) for t in references) > 0
+    assert qa["critical_flagged"] + len(qa["missed"]) == qa["critical_studies"]
+    assert "## QA review flag" in (tmp_path / "evaluation.md").read_text()
+    assert "P_paired_images.qa_flag" in summary

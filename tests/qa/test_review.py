@@ -169,3 +169,16 @@ def test_text_ruling_out_a_critical_finding_the_model_cannot_see_is_flagged() ->
     assert "unsupported: the text rules out Pneumothorax, which this model does not assess" in v.reasons
     # Ruling out an assessed observation is a normal statement, not a reason.
     assert not any("Pneumonia" in r for r in v.reasons)
+
+
+def test_text_reporting_a_finding_the_model_cannot_see_is_flagged() -> None:
+    # A pneumonia-only bundle whose decoder writes "the heart is enlarged": a language-model habit,
+    # not something the model measured.
+    v = review_report(report("The heart is enlarged. No focal consolidation.", "Cardiomegaly."),
+                      output({}, assessed={"Pneumonia", "No Finding"}), ReportRequest())
+    assert v.requires_review
+    assert v.unsupported == ["Cardiomegaly"]
+    assert "unsupported: the text reports Cardiomegaly, which this model does not assess" in v.reasons
+    # ... and with a bundle that assesses it and sees it, there is nothing to flag.
+    v = review_report(report("The heart is enlarged.", "Cardiomegaly."), output({"Cardiomegaly": 0.9}), ReportRequest())
+    assert v.reasons == []
