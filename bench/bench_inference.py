@@ -7,8 +7,9 @@ variants, so the model sees different images):
 - unbatched: one study at a time through BundleRunner.predict (what a worker without batching does);
 - batched: 8 client threads submit all studies at once through the DynamicBatcher (max batch and delay
   from the manifest), as the inference service does;
-- INT8 vs FP32: when the bundle folder also holds `*.fp32.onnx` twins of its (INT8) files, the FP32
-  twin is run the same way and compared: speed, label agreement and identical generated text.
+- INT8 vs FP32: when the bundle folder (or `--fp32-dir`, e.g. the export folder
+  `.data/runs/reference/export` that `cxr-report export` leaves) holds `*.fp32.onnx` twins of its (INT8)
+  files, the FP32 twin is run the same way and compared: speed, label agreement and identical text.
 Writes bench/results/inference_cpu.json.
 """
 
@@ -86,21 +87,27 @@ def run_batched(runner: BundleRunner, images: list[np.ndarray], ctx: ClinicalCon
     return result, outs
 
 
-def fp32_twin(bundle: Path, workdir: Path) -> Path | None:
-    """A copy of the bundle whose manifest names the FP32 files, when the bundle ships them."""
+def fp32_twin(bundle: Path, workdir: Path, fp32_dir: Path | None = None) -> Path | None:
+    """A copy of the bundle whose manifest names the FP32 files, when the bundle or `fp32_dir` has them
+    for every ONNX file (a half-FP32 twin would measure neither)."""
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = dict(manifest["files"])
-    changed = False
-    for role, name in list(files.items()):
+    twins: dict[str, Path] = {}
+    for role, name in files.items():
         if name and name.endswith(".onnx"):
             twin = name[: -len(".onnx")] + ".fp32.onnx"
-            if (bundle / twin).is_file():
-                files[role] = twin
-                changed = True
-    if not changed:
+            found = [d / twin for d in (bundle, fp32_dir) if d is not None and (d / twin).is_file()]
+            if not found:
+                return None
+            twins[role] = found[0]
+    if not twins:
         return None
     dest = workdir / "fp32"
     shutil.copytree(bundle, dest)
+    for role, path in twins.items():
+        if path.parent != bundle:
+            shutil.copy2(path, dest / path.name)
+        files[role] = path.name
     manifest["files"] = files
     (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest
@@ -121,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=48)
     parser.add_argument("--bundle", type=Path, default=REPO_ROOT / "models" / "reference")
+    parser.add_argument("--fp32-dir", type=Path, default=REPO_ROOT / ".data" / "runs" / "reference" / "export",
+                        help="where to look for *.fp32.onnx twins besides the bundle (default: the export folder)")
     args = parser.parse_args(argv)
     ctx = ClinicalContext(age=67, sex="M", indication="Shortness of breath")
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["batched"], _ = run_batched(runner, images, ctx)
         result["batched_vs_unbatched_throughput"] = round(
             result["batched"]["studies_per_hour"] / result["unbatched"]["studies_per_hour"], 2)
-        twin = fp32_twin(bundle, Path(tmp))
+        twin = fp32_twin(bundle, Path(tmp), args.fp32_dir)
         if twin is not None:
             fp32 = BundleRunner(twin)
             result["unbatched_fp32"], outs32 = run_unbatched(fp32, images, ctx)
@@ -150,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
                 result["unbatched"]["studies_per_hour"] / result["unbatched_fp32"]["studies_per_hour"], 2)
             result["int8_vs_fp32_parity"] = parity(outs8, outs32)
         else:
-            result["int8_vs_fp32"] = "bundle ships no *.fp32.onnx twins: not measured"
+            result["int8_vs_fp32"] = (f"no *.fp32.onnx twins in the bundle or {args.fp32_dir} (run cxr-report export): "
+                                      "not measured")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "inference_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
