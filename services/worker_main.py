@@ -22,8 +22,12 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
     # running more worker processes rather than threads around one model.
     pool = os.environ.get("CXR_WORKER_POOL", "solo")
     concurrency = os.environ.get("CXR_WORKER_CONCURRENCY", "1")
+    from libs.observability.metrics import serve_metrics
+
+    serve_metrics(ctx.settings.metrics_port)
     if queue == "inference":
         # Load the bundle now: a missing or broken bundle is reported at start, not on the first study.
+        heartbeat = None
         try:
             runner = ctx.runner
             log.info("bundle %s %s loaded with providers %s", runner.manifest.name, runner.manifest.version,
@@ -35,11 +39,20 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
                 pool, concurrency = "threads", str(size)
                 ctx.batcher  # noqa: B018 - start the batching thread before taking work
                 log.info("dynamic batching: max batch %d, max queue delay %.0f ms", size, delay)
+            # /readyz lists the running inference workers with their providers (libs.observability.runtime_status)
+            from libs.observability.runtime_status import Heartbeat
+
+            heartbeat = Heartbeat(ctx.settings.redis_url, ctx.runtime_status()).start()
         except Exception as exc:  # noqa: BLE001 - keep running: its tasks retry; the gateway's /readyz shows the bundle
             log.error("model bundle unavailable: %s", exc)
         from celery.signals import worker_shutdown
 
-        worker_shutdown.connect(lambda **_: ctx.close(), weak=False)
+        def shutdown(**_) -> None:  # noqa: ANN003
+            ctx.close()
+            if heartbeat is not None:
+                heartbeat.stop()
+
+        worker_shutdown.connect(shutdown, weak=False)
     args = argv if argv is not None else sys.argv[1:]
     module.app.worker_main(
         ["worker", "-Q", queue, "-n", f"{queue}@%h-{os.getpid()}", f"--pool={pool}",

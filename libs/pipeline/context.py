@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from libs.bundle.runner import BundleRunner
     from libs.domain.context import ClinicalContext
     from libs.domain.model_output import ModelOutput
+    from libs.observability.runtime_status import InferenceStatus
     from libs.runtime.batcher import DynamicBatcher
 
 
@@ -42,9 +43,23 @@ class PipelineContext:
         with self._runner_lock:
             if self._runner is None:
                 from libs.bundle.runner import BundleRunner
+                from libs.observability import metrics, runtime_status
 
-                self._runner = BundleRunner(self.settings.bundle_path)
+                runner = BundleRunner(self.settings.bundle_path)
+                metrics.record_providers(runner.model_name, runner.model_version, list(runner.providers))
+                self._runner = runner
+                runtime_status.publish_local(self.runtime_status())
             return self._runner
+
+    def runtime_status(self) -> "InferenceStatus":
+        """What this process's inference runs on (for /readyz and the worker's heartbeat)."""
+        from libs.observability.runtime_status import InferenceStatus, worker_name
+
+        runner = self.runner
+        size, delay = self.batch_limits() if self.settings.batching else (None, None)
+        return InferenceStatus(worker=worker_name(), model_name=runner.model_name,
+                               model_version=runner.model_version, providers=list(runner.providers),
+                               batching=self.settings.batching, max_batch_size=size, max_queue_delay_ms=delay)
 
     def batch_limits(self) -> tuple[int, float]:
         """(max_batch_size, max_queue_delay_ms): the environment overrides the bundle's manifest."""

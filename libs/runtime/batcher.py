@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 import logging
 import threading
 import time
@@ -19,6 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from libs.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,8 @@ class DynamicBatcher(Generic[T, R]):
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._closed = False
-        self.batch_sizes: list[int] = []  # observed, for metrics and tests
+        # the most recent batch sizes, for benchmarks and tests (Prometheus keeps the full histogram)
+        self.batch_sizes: deque[int] = deque(maxlen=10_000)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -80,6 +84,7 @@ class DynamicBatcher(Generic[T, R]):
             if self._closed:
                 raise BatcherClosed("the batcher is shut down")
             heapq.heappush(self._heap, _Pending(priority, next(self._seq), item, fut, time.monotonic()))
+            metrics.PENDING.set(len(self._heap))
             self._cond.notify_all()
         return fut
 
@@ -113,6 +118,7 @@ class DynamicBatcher(Generic[T, R]):
                     break
                 self._cond.wait(remaining)
             batch = [heapq.heappop(self._heap) for _ in range(min(self.max_batch_size, len(self._heap)))]
+            metrics.PENDING.set(len(self._heap))
             self._cond.notify_all()  # room freed for blocked submitters
             return batch
 
@@ -122,8 +128,13 @@ class DynamicBatcher(Generic[T, R]):
             if not live:
                 continue
             self.batch_sizes.append(len(live))
+            started = time.monotonic()
+            metrics.BATCH_SIZE.observe(len(live))
+            for p in live:
+                metrics.QUEUE_WAIT_SECONDS.observe(started - p.arrived)
             try:
-                results = self._run_batch([p.item for p in live])
+                with metrics.BATCH_SECONDS.time():
+                    results = self._run_batch([p.item for p in live])
                 if len(results) != len(live):
                     raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
             except Exception as exc:  # noqa: BLE001 - isolate the failing item(s)

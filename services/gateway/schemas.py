@@ -81,9 +81,23 @@ class HealthOut(BaseModel):
     status: Literal["ok"]
 
 
+class InferenceWorkerOut(BaseModel):
+    worker: str
+    model_name: str
+    model_version: str
+    providers: list[str] = Field(description="onnxruntime execution providers in the order they are tried")
+    batching: bool
+    max_batch_size: int | None = None
+    max_queue_delay_ms: float | None = None
+
+
 class ReadyOut(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, str] = Field(description="check → 'ok' or the reason it failed")
+    inference: list[InferenceWorkerOut] = Field(
+        default_factory=list,
+        description="Inference workers seen in the last minute, with their bundle and execution providers "
+                    "(informational: the gateway accepts work while none runs; it waits in the queue)")
 
 
 def links_for(study_id: str, job_id: str) -> Links:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from fastapi.testclient import TestClient
 
 from services.gateway import create_app
@@ -16,7 +19,9 @@ def test_healthz(sqlite_client) -> None:  # noqa: ANN001
 def test_readyz_ready(sqlite_client) -> None:  # noqa: ANN001
     r = sqlite_client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"database": "ok", "bundle": "ok"}}
+    body = r.json()
+    assert body["status"] == "ready" and body["checks"] == {"database": "ok", "bundle": "ok"}
+    assert isinstance(body["inference"], list)
 
 
 def test_readyz_with_missing_bundle(make_settings, tmp_path) -> None:  # noqa: ANN001
@@ -90,8 +95,6 @@ def test_openapi_declares_problem_responses(sqlite_client) -> None:  # noqa: ANN
 
 
 def test_readyz_answers_when_a_check_hangs(sqlite_client, monkeypatch) -> None:  # noqa: ANN001
-    import time
-
     from services.gateway.api.routes import health
 
     monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.3)
@@ -101,3 +104,58 @@ def test_readyz_answers_when_a_check_hangs(sqlite_client, monkeypatch) -> None: 
     assert time.monotonic() - start < 1.2
     assert r.status_code == 503
     assert r.json()["checks"] == {"database": "ok", "bundle": "bundle check timed out after 0.3 s"}
+
+
+def test_readyz_lists_the_in_process_inference_runtime(make_settings, monkeypatch) -> None:  # noqa: ANN001
+    from libs.observability import runtime_status
+    from libs.pipeline.context import PipelineContext
+
+    monkeypatch.setattr(runtime_status, "LOCAL", {})
+    settings = make_settings()
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/readyz").json()["inference"] == []  # the bundle loads on the first study
+        runner = PipelineContext.from_settings(settings).runner
+        [worker] = c.get("/readyz").json()["inference"]
+    assert worker["model_name"] == runner.model_name and worker["model_version"] == runner.model_version
+    assert worker["providers"] == ["CPUExecutionProvider"]
+    assert worker["batching"] is True and worker["max_batch_size"] == 8 and worker["max_queue_delay_ms"] == 100
+
+
+def test_readyz_lists_inference_workers_from_redis_heartbeats(make_settings) -> None:  # noqa: ANN001
+    import uuid
+
+    from libs.observability.runtime_status import Heartbeat, InferenceStatus
+
+    settings = make_settings(queue_backend="celery")
+    status = InferenceStatus(worker=f"test-{uuid.uuid4().hex[:8]}", model_name="m", model_version="9.9.9",
+                             providers=["CUDAExecutionProvider", "CPUExecutionProvider"], batching=True,
+                             max_batch_size=8, max_queue_delay_ms=100.0)
+    beat = Heartbeat(settings.redis_url, status, ttl_s=30).start()
+    try:
+        with TestClient(create_app(settings)) as c:
+            deadline = time.monotonic() + 5
+            while True:  # the heartbeat thread publishes right after start
+                listed = [w for w in c.get("/readyz").json()["inference"] if w["worker"] == status.worker]
+                if listed or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert listed == [{**status.__dict__}]
+            beat.stop()  # a stopped worker leaves the board at once (a dead one when its key expires)
+            assert not [w for w in c.get("/readyz").json()["inference"] if w["worker"] == status.worker]
+    finally:
+        beat.stop()
+
+
+def test_metrics_endpoint_exposes_the_inference_runtime(make_settings) -> None:  # noqa: ANN001
+    from libs.pipeline.context import PipelineContext
+
+    settings = make_settings()
+    ctx = PipelineContext.from_settings(settings)
+    ctx.predict(np.zeros((ctx.runner.image_size, ctx.runner.image_size), dtype=np.float32))
+    ctx.close()
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'cxr_inference_execution_provider{model_name="' in text and 'provider="CPUExecutionProvider",rank="0"' in text
+    assert "cxr_inference_batch_size_bucket" in text and "cxr_inference_queue_wait_seconds_count" in text

@@ -20,7 +20,7 @@ def test_full_batch_goes_at_once_without_waiting_for_the_delay() -> None:
     futures = [b.submit(i) for i in range(4)]
     assert [f.result(timeout=5) for f in futures] == [0, 2, 4, 6]
     assert time.monotonic() - t0 < 5
-    assert b.batch_sizes == [4]
+    assert list(b.batch_sizes) == [4]
     b.close()
 
 
@@ -31,7 +31,7 @@ def test_partial_batch_leaves_after_the_delay() -> None:
     assert [f.result(timeout=5) for f in futures] == [0, 2, 4]
     waited = time.monotonic() - t0
     assert 0.09 <= waited < 2.0
-    assert b.batch_sizes == [3]
+    assert list(b.batch_sizes) == [3]
     b.close()
 
 
@@ -99,3 +99,20 @@ def test_close_finishes_queued_work_then_refuses_more() -> None:
     assert [f.result(timeout=1) for f in futures] == [0, 2, 4]
     with pytest.raises(BatcherClosed):
         b.submit(5)
+
+
+def test_batches_are_recorded_in_prometheus_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    count0, sum0 = sample("cxr_inference_batch_size_count"), sample("cxr_inference_batch_size_sum")
+    waits0 = sample("cxr_inference_queue_wait_seconds_count")
+    b = DynamicBatcher(doubling, max_batch_size=4, max_queue_delay_ms=10_000)
+    assert [f.result(timeout=5) for f in [b.submit(i) for i in range(4)]] == [0, 2, 4, 6]
+    b.close()
+    assert sample("cxr_inference_batch_size_count") - count0 == 1
+    assert sample("cxr_inference_batch_size_sum") - sum0 == 4
+    assert sample("cxr_inference_queue_wait_seconds_count") - waits0 == 4
+    assert sample("cxr_inference_pending") == 0

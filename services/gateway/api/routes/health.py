@@ -7,11 +7,12 @@ import logging
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from libs.core.config import Settings
 from libs.storage.db import check_database
 from services.gateway.api.deps import EngineDep, SettingsDep
-from services.gateway.schemas import HealthOut, ReadyOut
+from services.gateway.schemas import HealthOut, InferenceWorkerOut, ReadyOut
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +89,53 @@ async def run_checks(settings: Settings, engine) -> dict[str, str]:  # noqa: ANN
     return dict(zip(names, await asyncio.gather(*calls)))
 
 
+def _inference_workers(settings: Settings) -> list[InferenceWorkerOut]:
+    from dataclasses import asdict
+
+    from libs.observability import runtime_status
+
+    if settings.queue_backend.strip().lower() == "celery":
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            statuses = runtime_status.read_redis(client)
+        finally:
+            client.close()
+    else:
+        statuses = list(runtime_status.LOCAL.values())
+    return [InferenceWorkerOut(**asdict(s)) for s in statuses]
+
+
+async def _inference_board(settings: Settings) -> list[InferenceWorkerOut]:
+    try:
+        return await asyncio.wait_for(run_in_threadpool(_inference_workers, settings), CHECK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - informational: never fails the probe (redis is checked above)
+        log.warning("inference workers not listed: %s", _one_line(exc))
+        return []
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus exposition of this process (in-process mode: the whole pipeline's inference runtime)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get(
     "/readyz",
     response_model=ReadyOut,
     summary="Readiness: database, queue and model bundle",
     description=(
         "200 when the database is reachable and migrated, Redis answers PING (Celery backend only) and "
-        "the model bundle's manifest is valid; otherwise 503 with each failing check's reason."
+        "the model bundle's manifest is valid; otherwise 503 with each failing check's reason. "
+        "`inference` lists the inference workers seen in the last minute with their execution providers."
     ),
     responses={503: {"model": ReadyOut, "description": "At least one check failed"}},
 )
 async def readyz(response: Response, settings: SettingsDep, engine: EngineDep) -> ReadyOut:
-    checks = await run_checks(settings, engine)
+    checks, workers = await asyncio.gather(run_checks(settings, engine), _inference_board(settings))
     ready = all(v == "ok" for v in checks.values())
     if not ready:
         response.status_code = 503
         log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
-    return ReadyOut(status="ready" if ready else "not ready", checks=checks)
+    return ReadyOut(status="ready" if ready else "not ready", checks=checks, inference=workers)

@@ -1,0 +1,1 @@
+"""Prometheus metrics and the inference runtime's status board (what /readyz shows about workers)."""

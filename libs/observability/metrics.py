@@ -1,0 +1,53 @@
+"""Prometheus metrics of the inference runtime.
+
+Every process registers these in prometheus_client's default registry: the gateway serves them at
+`/metrics`, a worker on `CXR_METRICS_PORT` when that is set (one port per worker process). Labels
+carry only model names, versions and provider names: never study ids or patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+EXECUTION_PROVIDER = Gauge(
+    "cxr_inference_execution_provider",
+    "1 per onnxruntime execution provider the loaded bundle runs on; rank 0 is tried first",
+    ["provider", "rank", "model_name", "model_version"],
+)
+BATCH_SIZE = Histogram(
+    "cxr_inference_batch_size", "Studies per model call (dynamic batching)",
+    buckets=(1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 32, 64),
+)
+BATCH_SECONDS = Histogram(
+    "cxr_inference_batch_seconds", "Wall time of one model call (encoder and report decoding)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "cxr_inference_queue_wait_seconds", "Time a study waited in the batcher before its batch ran",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PENDING = Gauge("cxr_inference_pending", "Studies waiting in the batcher")
+
+
+def record_providers(model_name: str, model_version: str, providers: list[str]) -> None:
+    EXECUTION_PROVIDER.clear()
+    for rank, provider in enumerate(providers):
+        EXECUTION_PROVIDER.labels(provider=provider, rank=str(rank), model_name=model_name,
+                                  model_version=model_version).set(1)
+
+
+def serve_metrics(port: int | None) -> bool:
+    """Starts the /metrics HTTP endpoint of a worker process; False (logged) when the port is taken."""
+    if not port:
+        return False
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        log.error("metrics endpoint not started on port %d: %s", port, exc)
+        return False
+    log.info("metrics on :%d/metrics", port)
+    return True
