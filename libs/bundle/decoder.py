@@ -6,10 +6,13 @@ Contract (docs/bundle.md, "Decoder"): `files.decoder` is one ONNX graph that run
              prefix_embeds          float32 [N, P, D]     only when manifest generation.image_tokens is true:
                                                           the encoder's `image_tokens` on the first step, P = 0 after
              past_key.<i>, past_value.<i>  float32 [N, H, L, Dh]  for each layer i; L = 0 on the first step
+             attention_mask         int64   [N, L + P + T] optional: 1 for real positions, 0 for padding
     outputs  logits                 float32 [N, V]        next-token logits at the last position
              present_key.<i>, present_value.<i>  float32 [N, H, L + P + T, Dh]
 
-Positions are numbered from L inside the graph. The prompt is `build_prompt(context, predictions)`
+Positions are numbered from L inside the graph; with `attention_mask` they count only the real positions
+and padding keys are hidden, so studies with prompts of different lengths decode together, LEFT-padded,
+in one batch (generate_many). A decoder without it decodes one study at a time. The prompt is `build_prompt(context, predictions)`
 (format "cxr-findings-v1"), encoded by the bundle's tokenizer and framed `<bos> prompt <sep>`; the
 report is generated after `<sep>` until `<eos>` or `generation.max_new_tokens`. Everything here is plain
 numpy + onnxruntime, so the services need no torch and no `tokenizers`.
@@ -33,6 +36,7 @@ PAD, UNK, BOS, EOS, SEP = "<pad>", "<unk>", "<bos>", "<eos>", "<sep>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS, SEP)
 
 INPUT_IDS = "input_ids"
+INPUT_MASK = "attention_mask"
 INPUT_PREFIX = "prefix_embeds"
 OUTPUT_LOGITS = "logits"
 ENCODER_IMAGE_TOKENS = "image_tokens"
@@ -183,6 +187,9 @@ class ReportDecoder:
                     raise BundleUnavailable(f"decoder has no output {name!r}")
             self._past_shapes.append((inputs[past_names(i)[0]].shape[1], inputs[past_names(i)[0]].shape[3]))
         self.has_prefix = INPUT_PREFIX in inputs
+        self.has_mask = INPUT_MASK in inputs
+        if self.has_mask and inputs[INPUT_MASK].type != "tensor(int64)":
+            raise BundleUnavailable(f"decoder input {INPUT_MASK!r} must be int64 [N, K]")
         if self.has_prefix:
             shape = inputs[INPUT_PREFIX].shape
             self.prefix_dim = shape[2] if shape and isinstance(shape[2], int) else None
@@ -191,16 +198,29 @@ class ReportDecoder:
     def prompt_ids(self, prompt: str) -> list[int]:
         return [self.bos, *self.tokenizer.encode(prompt), self.sep]
 
-    def _step(self, ids: list[int], past: list[np.ndarray], prefix: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        feed = {INPUT_IDS: np.asarray([ids], dtype=np.int64)}
+    def feed(self, ids: list[list[int]], past: list[np.ndarray], prefix: np.ndarray | None = None,
+             mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """One step's inputs: `ids` [N][T] new tokens, `past` the cache, `prefix` [N, P, D] image tokens
+        (first step only), `mask` [N, L + P + T] (all ones when None and the graph takes a mask)."""
+        n = len(ids)
+        feed = {INPUT_IDS: np.asarray(ids, dtype=np.int64)}
         for i in range(self.n_layers):
             k, v = past_names(i)
-            feed[k], feed[v] = past[2 * i], past[2 * i + 1]
+            feed[k], feed[v] = np.ascontiguousarray(past[2 * i]), np.ascontiguousarray(past[2 * i + 1])
+        n_prefix = 0
         if self.has_prefix:
             if prefix is None:
-                prefix = np.zeros((1, 0, self.prefix_dim or 1), dtype=np.float32)
+                prefix = np.zeros((n, 0, self.prefix_dim or 1), dtype=np.float32)
             feed[INPUT_PREFIX] = prefix
-        out = self._session.run(self._output_names, feed)
+            n_prefix = prefix.shape[1]
+        if self.has_mask:
+            if mask is None:
+                mask = np.ones((n, past[0].shape[2] + n_prefix + feed[INPUT_IDS].shape[1]), dtype=np.int64)
+            feed[INPUT_MASK] = mask
+        return feed
+
+    def _step(self, ids: list[int], past: list[np.ndarray], prefix: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = self._session.run(self._output_names, self.feed([ids], past, prefix))
         return out[0], out[1:]
 
     def generate(self, prompt: str, prefix: np.ndarray | None = None, max_new_tokens: int | None = None,
@@ -213,7 +233,7 @@ class ReportDecoder:
         start = time.perf_counter()
         if prefix is not None and not self.has_prefix:
             raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
-        past = [np.zeros((1, h, 0, dh), dtype=np.float32) for h, dh in self._past_shapes for _ in range(2)]
+        past = self._empty_past(1)
         step_ids = self.prompt_ids(prompt)
         out: list[int] = []
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
@@ -237,19 +257,12 @@ class ReportDecoder:
         start = time.perf_counter()
         if prefix is not None and not self.has_prefix:
             raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
-        past = [np.zeros((1, h, 0, dh), dtype=np.float32) for h, dh in self._past_shapes for _ in range(2)]
-        logits, past = self._step(self.prompt_ids(prompt), past, prefix)
+        logits, past = self._step(self.prompt_ids(prompt), self._empty_past(1), prefix)
         seqs: list[list[int]] = [[]]
         scores = np.zeros(1)
         finished: list[tuple[float, list[int]]] = []
         for step in range(limit):
-            logp = logits.astype(np.float64)
-            logp = logp - logp.max(axis=1, keepdims=True)
-            logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
-            logp[:, self.suppressed] = -np.inf
-            for b, seq in enumerate(seqs):
-                for banned in _banned_by_ngram(seq, self.no_repeat_ngram_size):
-                    logp[b, banned] = -np.inf
+            logp = self._log_probs(logits, seqs)
             total = scores[:, None] + logp
             flat = np.argsort(-total, axis=None)[: 2 * k]
             new_seqs, new_scores, rows = [], [], []
@@ -277,15 +290,131 @@ class ReportDecoder:
         best = max(finished, key=lambda f: f[0])[1]
         return Generated(text=self.tokenizer.decode(best), token_ids=best, ms=(time.perf_counter() - start) * 1000.0)
 
-    def _step_batch(self, ids: list[list[int]], past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        feed = {INPUT_IDS: np.asarray(ids, dtype=np.int64)}
-        for i in range(self.n_layers):
-            k, v = past_names(i)
-            feed[k], feed[v] = np.ascontiguousarray(past[2 * i]), np.ascontiguousarray(past[2 * i + 1])
-        if self.has_prefix:
-            feed[INPUT_PREFIX] = np.zeros((len(ids), 0, self.prefix_dim or 1), dtype=np.float32)
-        out = self._session.run(self._output_names, feed)
+    def _step_batch(self, ids: list[list[int]], past: list[np.ndarray],
+                    mask: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = self._session.run(self._output_names, self.feed(ids, past, None, mask))
         return out[0], out[1:]
+
+    def _empty_past(self, n: int) -> list[np.ndarray]:
+        return [np.zeros((n, h, 0, dh), dtype=np.float32) for h, dh in self._past_shapes for _ in range(2)]
+
+    def _log_probs(self, logits: np.ndarray, seqs: list[list[int]]) -> np.ndarray:
+        logp = logits.astype(np.float64)
+        logp = logp - logp.max(axis=1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        logp[:, self.suppressed] = -np.inf
+        for b, seq in enumerate(seqs):
+            for banned in _banned_by_ngram(seq, self.no_repeat_ngram_size):
+                logp[b, banned] = -np.inf
+        return logp
+
+    def generate_many(self, prompts: Sequence[str], prefixes: np.ndarray | None = None,
+                      max_new_tokens: int | None = None, num_beams: int | None = None) -> list[Generated]:
+        """Decode several studies' reports in ONE batch (left-padded prompts; beams of all studies share
+        the batch dimension); the same texts as generate() one by one. `prefixes`: [N, P, D] image
+        tokens or None. Needs a decoder with `attention_mask`; without it, one study at a time.
+        Each Generated.ms is the batch's time: every study waited for the whole batch."""
+        if not prompts:
+            return []
+        if prefixes is not None and not self.has_prefix:
+            raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
+        beams = self.num_beams if num_beams is None else num_beams
+        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if len(prompts) == 1 or not self.has_mask:
+            return [self.generate(p, None if prefixes is None else prefixes[i : i + 1], limit, beams)
+                    for i, p in enumerate(prompts)]
+        start = time.perf_counter()
+        encoded = [self.prompt_ids(p) for p in prompts]
+        width = max(len(e) for e in encoded)
+        pad = self.tokenizer.token_id(PAD)
+        ids = [[pad] * (width - len(e)) + e for e in encoded]
+        n_prefix = 0 if prefixes is None else prefixes.shape[1]
+        mask = np.zeros((len(ids), n_prefix + width), dtype=np.int64)
+        mask[:, :n_prefix] = 1
+        for i, e in enumerate(encoded):
+            mask[i, n_prefix + width - len(e):] = 1
+        out = self._session.run(self._output_names, self.feed(ids, self._empty_past(len(ids)),
+                                                              None if prefixes is None else
+                                                              np.ascontiguousarray(prefixes, dtype=np.float32), mask))
+        tokens = (self._beam_many if beams > 1 else self._greedy_many)(out[0], out[1:], mask, limit, beams)
+        ms = (time.perf_counter() - start) * 1000.0
+        return [Generated(text=self.tokenizer.decode(t), token_ids=t, ms=ms) for t in tokens]
+
+    def _greedy_many(self, logits, past, mask, limit: int, _beams: int) -> list[list[int]]:
+        n = len(logits)
+        seqs: list[list[int]] = [[] for _ in range(n)]
+        active = list(range(n))  # study index of each row
+        for _step in range(limit):
+            scores = logits.astype(np.float64)
+            scores[:, self.suppressed] = -np.inf
+            keep, nxt = [], []
+            for row, study in enumerate(active):
+                for banned in _banned_by_ngram(seqs[study], self.no_repeat_ngram_size):
+                    scores[row, banned] = -np.inf
+                tok = int(np.argmax(scores[row]))
+                if tok != self.eos:
+                    seqs[study].append(tok)
+                    keep.append(row)
+                    nxt.append(tok)
+            if not keep or _step == limit - 1:
+                break
+            active = [active[r] for r in keep]
+            past = [p[keep] for p in past]
+            mask = np.concatenate([mask[keep], np.ones((len(keep), 1), dtype=np.int64)], axis=1)
+            logits, past = self._step_batch([[t] for t in nxt], past, mask)
+        return seqs
+
+    def _beam_many(self, logits, past, mask, limit: int, k: int) -> list[list[int]]:
+        """_beam for many studies at once: each study keeps its own beams, finished list and stopping
+        rule (exactly _beam's); the rows of studies still open are gathered into one batch per step."""
+        n = len(logits)
+        seqs: dict[int, list[list[int]]] = {i: [[]] for i in range(n)}
+        scores: dict[int, np.ndarray] = {i: np.zeros(1) for i in range(n)}
+        finished: dict[int, list[tuple[float, list[int]]]] = {i: [] for i in range(n)}
+        rows_of = {i: [i] for i in range(n)}  # the batch rows holding study i's beams, in beam order
+        open_studies = list(range(n))
+        for _step in range(limit):
+            flat_seqs = [seq for i in open_studies for seq in seqs[i]]
+            logp = self._log_probs(logits, flat_seqs)
+            gather, next_tokens, still_open, new_rows = [], [], [], {}
+            for i in open_studies:
+                rows = rows_of[i]
+                total = scores[i][:, None] + logp[rows]
+                order = np.argsort(-total, axis=None)[: 2 * k]
+                new_seqs, new_scores, parents = [], [], []
+                for idx in order:
+                    b, tok = divmod(int(idx), total.shape[1])
+                    score = float(total[b, tok])
+                    if not np.isfinite(score):
+                        continue
+                    if tok == self.eos:
+                        finished[i].append((score / max(len(seqs[i][b]), 1) ** self.length_penalty, seqs[i][b]))
+                    else:
+                        new_seqs.append(seqs[i][b] + [tok])
+                        new_scores.append(score)
+                        parents.append(rows[b])
+                    if len(new_seqs) == k:
+                        break
+                best_open = max(new_scores) / (len(new_seqs[0]) ** self.length_penalty) if new_seqs else -np.inf
+                if not new_seqs or (len(finished[i]) >= k and max(f[0] for f in finished[i]) >= best_open):
+                    continue  # done: like _beam, its last open beams stay as they were
+                seqs[i], scores[i] = new_seqs, np.asarray(new_scores)
+                new_rows[i] = list(range(len(gather), len(gather) + len(parents)))
+                gather += parents
+                next_tokens += [s[-1] for s in new_seqs]
+                still_open.append(i)
+            if not still_open or _step == limit - 1:
+                break
+            open_studies, rows_of = still_open, new_rows
+            past = [p[gather] for p in past]
+            mask = np.concatenate([mask[gather], np.ones((len(gather), 1), dtype=np.int64)], axis=1)
+            logits, past = self._step_batch([[t] for t in next_tokens], past, mask)
+        best = []
+        for i in range(n):
+            done = finished[i] or [(float(sc) / max(len(sq), 1) ** self.length_penalty, sq)
+                                   for sc, sq in zip(scores[i], seqs[i])]
+            best.append(max(done, key=lambda f: f[0])[1] if done else [])
+        return best
 
     def warm_up(self) -> None:
         self.generate(build_prompt("none", "not assessed"), max_new_tokens=1, num_beams=1)

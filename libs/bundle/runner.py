@@ -172,12 +172,11 @@ class BundleRunner:
                 out.inference_ms = elapsed_ms
             if self._decoder is not None:
                 tokens = result.get("image_tokens")
-                for i, out in enumerate(batch):
-                    ctx = per_image[len(outputs) + i]
-                    prefix = None if tokens is None else np.ascontiguousarray(tokens[i : i + 1], dtype=np.float32)
-                    generated = self._generate(out, ctx, prefix)
+                contexts = per_image[len(outputs) : len(outputs) + len(batch)]
+                prefixes = None if tokens is None else np.ascontiguousarray(tokens, dtype=np.float32)
+                for out, generated in zip(batch, self._generate(batch, contexts, prefixes), strict=True):
                     out.text = generated.text
-                    out.inference_ms += generated.ms  # encoder batch + this image's generation
+                    out.inference_ms += generated.ms  # encoder batch + the chunk's report decoding
             outputs.extend(batch)
             if OUTPUT_EMBEDDING in result:
                 embeddings.append(result[OUTPUT_EMBEDDING])
@@ -213,11 +212,13 @@ class BundleRunner:
         step = self.manifest.batching.max_batch_size
         return [x[i : i + step] for i in range(0, len(x), step)]
 
-    def _generate(self, output: ModelOutput, context, prefix: np.ndarray | None):
+    def _generate(self, outputs: list[ModelOutput], contexts: list, prefixes: np.ndarray | None):
+        """The chunk's reports, decoded together when the decoder takes an attention mask."""
         from libs.bundle.decoder import prompt_for
 
+        prompts = [prompt_for(out.predictions, ctx) for out, ctx in zip(outputs, contexts, strict=True)]
         with self._lock:
-            return self._decoder.generate(prompt_for(output.predictions, context), prefix)
+            return self._decoder.generate_many(prompts, prefixes)
 
     def _run(self, x: np.ndarray, output_names: list[str]) -> dict[str, np.ndarray]:
         with self._lock:

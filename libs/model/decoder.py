@@ -67,18 +67,33 @@ class DecoderLM(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: torch.Tensor, prefix_embeds: torch.Tensor | None = None,
-                past: Past | None = None) -> tuple[torch.Tensor, Past]:
-        """-> (logits [N, P+T, V], present cache). Batches are right-padded: the causal mask already keeps
-        every real position from seeing the padding after it, and the loss ignores padded targets."""
+                past: Past | None = None, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, Past]:
+        """-> (logits [N, P+T, V], present cache).
+
+        Training batches are right-padded and need no mask: the causal mask already keeps every real
+        position from seeing the padding after it, and the loss ignores padded targets. Serving batches
+        of different prompts are LEFT-padded: `attention_mask` [N, L+P+T] (1 real, 0 padding, covering
+        the cache too) hides the padding keys and numbers positions from the first real token, so a
+        padded row computes what it would alone."""
         x = self.tok(input_ids)
         if prefix_embeds is not None:
             x = torch.cat([prefix_embeds.to(x.dtype), x], dim=1)
         s = x.shape[1]
         past_len = past[0][0].shape[2] if past else 0
-        positions = torch.arange(s, device=x.device) + past_len
-        x = self.drop(x + self.pos(positions)[None])
+        steps = torch.arange(s, device=x.device) + past_len  # absolute index of each new position
         keys = torch.arange(past_len + s, device=x.device)
-        mask = torch.where(keys[None, :] <= positions[:, None], 0.0, float("-inf")).to(x.dtype)[None, None]
+        if attention_mask is None:
+            x = self.drop(x + self.pos(steps)[None])
+            mask = torch.where(keys[None, :] <= steps[:, None], 0.0, float("-inf")).to(x.dtype)[None, None]
+        else:
+            # A large finite negative rather than -inf: a padding query then attends uniformly (its
+            # output is never used) instead of producing NaN that would reach real rows through V.
+            big = torch.finfo(x.dtype).min / 2
+            positions = (torch.cumsum(attention_mask, dim=-1) - 1).clamp(min=0)[:, past_len:]
+            x = self.drop(x + self.pos(positions))
+            causal = torch.where(keys[None, :] <= steps[:, None], 0.0, big).to(x.dtype)[None, None]
+            hidden = (1.0 - attention_mask.to(x.dtype))[:, None, None, :] * big
+            mask = causal + hidden
         presents: Past = []
         for i, block in enumerate(self.blocks):
             pk, pv = past[i] if past else (None, None)

@@ -163,16 +163,19 @@ def _age_band(age):
     return "unknown"
 
 
-def _generate(decoder, prompts: list[str], progress: bool, desc: str) -> list[str]:
+def _generate(decoder, prompts: list[str], progress: bool, desc: str, batch: int = 8) -> list[str]:
+    """Texts for the distinct prompts, decoded `batch` at a time as the inference service does."""
     from tqdm import tqdm
 
+    unique = list(dict.fromkeys(prompts))
     cache: dict[str, str] = {}
-    out = []
-    for p in tqdm(prompts, disable=not progress, leave=False, desc=desc):
-        if p not in cache:
-            cache[p] = decoder.generate(p).text
-        out.append(cache[p])
-    return out
+    with tqdm(total=len(unique), disable=not progress, leave=False, desc=desc) as bar:
+        for i in range(0, len(unique), batch):
+            chunk = unique[i : i + batch]
+            for p, g in zip(chunk, decoder.generate_many(chunk), strict=True):
+                cache[p] = g.text
+            bar.update(len(chunk))
+    return [cache[p] for p in prompts]
 
 
 def bias_table(records, texts: list[str], gen_results, ref_results) -> list[dict]:

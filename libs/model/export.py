@@ -86,10 +86,12 @@ def export_encoder(model, state: dict, path: Path, image_size: int, image_tokens
     return path
 
 
-def export_decoder(model, path: Path, image_tokens: bool) -> Path:
+def export_decoder(model, path: Path, image_tokens: bool, with_mask: bool = True) -> Path:
+    """The decoder step graph; `with_mask=False` writes the older contract without attention_mask
+    (one study at a time at serving), kept to test that such bundles still run."""
     import torch
 
-    from libs.bundle.decoder import INPUT_IDS, INPUT_PREFIX, OUTPUT_LOGITS, past_names, present_names
+    from libs.bundle.decoder import INPUT_IDS, INPUT_MASK, INPUT_PREFIX, OUTPUT_LOGITS, past_names, present_names
 
     dec = model.decoder
     n_layers, heads, dh = dec.n_layers, dec.n_heads, dec.d_model // dec.n_heads
@@ -100,20 +102,27 @@ def export_decoder(model, path: Path, image_tokens: bool) -> Path:
             self.dec = dec
 
         def forward(self, input_ids, *rest):
+            attention_mask, rest = (rest[0], rest[1:]) if with_mask else (None, rest)
             if image_tokens:
                 prefix, flat = rest[0], rest[1:]
             else:
                 prefix, flat = None, rest
             past = [(flat[2 * i], flat[2 * i + 1]) for i in range(n_layers)]
-            logits, presents = self.dec(input_ids, prefix_embeds=prefix, past=past)
+            logits, presents = self.dec(input_ids, prefix_embeds=prefix, past=past, attention_mask=attention_mask)
             return (logits[:, -1], *[t for kv in presents for t in kv])
 
-    ids = torch.zeros(1, 3, dtype=torch.long)
-    past = [torch.zeros(1, heads, 2, dh) for _ in range(2 * n_layers)]
-    inputs = [ids] + ([torch.zeros(1, 2, dec.d_model)] if image_tokens else []) + past
-    in_names = [INPUT_IDS] + ([INPUT_PREFIX] if image_tokens else []) + [n for i in range(n_layers) for n in past_names(i)]
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    n_prefix = 2 if image_tokens else 0
+    mask = torch.ones(2, 2 + n_prefix + 3, dtype=torch.long)
+    mask[1, :2] = 0  # a left-padded row, so the traced graph is the general one
+    past = [torch.zeros(2, heads, 2, dh) for _ in range(2 * n_layers)]
+    inputs = [ids] + ([mask] if with_mask else []) + ([torch.zeros(2, n_prefix, dec.d_model)] if image_tokens else []) + past
+    in_names = ([INPUT_IDS] + ([INPUT_MASK] if with_mask else []) + ([INPUT_PREFIX] if image_tokens else [])
+                + [n for i in range(n_layers) for n in past_names(i)])
     out_names = [OUTPUT_LOGITS] + [n for i in range(n_layers) for n in present_names(i)]
     dyn = {INPUT_IDS: {0: "N", 1: "T"}, OUTPUT_LOGITS: {0: "N"}}
+    if with_mask:
+        dyn[INPUT_MASK] = {0: "N", 1: "K"}
     if image_tokens:
         dyn[INPUT_PREFIX] = {0: "N", 1: "P"}
     for i in range(n_layers):
@@ -200,7 +209,7 @@ def quantize(fp32: Path, int8: Path, feeds: list[dict], nodes: list[str] | None 
 def decoder_calibration_feeds(decoder_path: Path, tokenizer_path: Path, prompts: list[str], max_steps: int = 24,
                               prefix: list[np.ndarray] | None = None) -> list[dict]:
     """Feeds of the first `max_steps` steps of greedy generation from each prompt (FP32 decoder)."""
-    from libs.bundle.decoder import INPUT_IDS, INPUT_PREFIX, ReportDecoder, past_names
+    from libs.bundle.decoder import ReportDecoder
 
     dec = ReportDecoder(decoder_path, tokenizer_path)
     feeds = []
@@ -208,13 +217,10 @@ def decoder_calibration_feeds(decoder_path: Path, tokenizer_path: Path, prompts:
         past = [np.zeros((1, h, 0, dh), dtype=np.float32) for h, dh in dec._past_shapes for _ in range(2)]
         step_ids = dec.prompt_ids(prompt)
         for step in range(max_steps):
-            feed = {INPUT_IDS: np.asarray([step_ids], dtype=np.int64)}
-            for i in range(dec.n_layers):
-                kn, vn = past_names(i)
-                feed[kn], feed[vn] = past[2 * i], past[2 * i + 1]
+            p = None
             if dec.has_prefix:
                 p = prefix[k] if (prefix is not None and step == 0) else np.zeros((1, 0, dec.prefix_dim), np.float32)
-                feed[INPUT_PREFIX] = p
+            feed = dec.feed([step_ids], past, p)
             feeds.append(feed)
             out = dec._session.run(dec._output_names, feed)
             past = out[1:]

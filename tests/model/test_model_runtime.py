@@ -139,3 +139,92 @@ def test_no_repeat_ngram_blocks_repeats():
 
     assert _banned_by_ngram([1, 2, 3, 1, 2], 3) == {3}
     assert _banned_by_ngram([1, 2, 3], 0) == set()
+
+
+def _holder(vocab: int, seed: int, layers: int = 2):
+    from libs.model.decoder import DecoderLM
+
+    torch.manual_seed(seed)
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder = DecoderLM(vocab, d_model=32, layers=layers, heads=2, ff=64, max_positions=128, dropout=0.0)
+
+    return Holder().eval()
+
+
+PROMPTS = [build_prompt("none", "not assessed"),
+           build_prompt("age 50; male; indication: cough and fever for three days", "positive: pneumonia 0.9 | negative: none"),
+           build_prompt("age 7", "positive: none | negative: pneumonia 0.1"),
+           build_prompt("prior study", "positive: cardiomegaly 1.0, pleural effusion 0.6 | negative: edema 0.0")]
+
+
+@pytest.mark.parametrize("image_tokens", [False, True])
+def test_left_padded_rows_compute_what_they_would_alone(tmp_path, tokenizer_file, image_tokens):
+    """The exported step with attention_mask: a padded row's logits equal its unpadded run."""
+    from libs.model.export import export_decoder
+
+    model = _holder(BPETokenizer.from_file(tokenizer_file).vocab_size, 3)
+    dec = ReportDecoder(export_decoder(model, tmp_path / "d.onnx", image_tokens), tokenizer_file)
+    assert dec.has_mask
+    short, long = dec.prompt_ids(PROMPTS[0]), dec.prompt_ids(PROMPTS[1])
+    assert len(short) < len(long)
+    prefix = np.random.default_rng(0).normal(size=(2, 3, 32)).astype(np.float32) if image_tokens else None
+    n_prefix = 3 if image_tokens else 0
+    pad = len(long) - len(short)
+    mask = np.ones((2, n_prefix + len(long)), dtype=np.int64)
+    mask[0, n_prefix:n_prefix + pad] = 0
+    ids = [[0] * pad + short, long]
+    out = dec._session.run(dec._output_names, dec.feed(ids, dec._empty_past(2), prefix, mask))
+    for row, alone in ((0, short), (1, long)):
+        ref = dec._session.run(dec._output_names, dec.feed([alone], dec._empty_past(1),
+                                                           None if prefix is None else prefix[row:row + 1]))
+        np.testing.assert_allclose(out[0][row], ref[0][0], atol=1e-4)
+    # the next step, with the cache, too
+    step_mask = np.concatenate([mask, np.ones((2, 1), np.int64)], axis=1)
+    nxt = dec._session.run(dec._output_names, dec.feed([[5], [5]], out[1:], None, step_mask))
+    ref_short = dec._session.run(dec._output_names, dec.feed([short], dec._empty_past(1),
+                                                             None if prefix is None else prefix[:1]))
+    ref_next = dec._session.run(dec._output_names, dec.feed([[5]], ref_short[1:]))
+    np.testing.assert_allclose(nxt[0][0], ref_next[0][0], atol=1e-4)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_generate_many_gives_the_texts_of_one_at_a_time(tmp_path, tokenizer_file, beams):
+    from libs.model.export import export_decoder
+
+    model = _holder(BPETokenizer.from_file(tokenizer_file).vocab_size, 4)
+    dec = ReportDecoder(export_decoder(model, tmp_path / "d.onnx", False), tokenizer_file, max_new_tokens=14,
+                        num_beams=beams, no_repeat_ngram_size=2)
+    alone = [dec.generate(p).token_ids for p in PROMPTS]
+    together = dec.generate_many(PROMPTS)
+    assert [g.token_ids for g in together] == alone
+    assert len({g.ms for g in together}) == 1  # every study waited for the whole batch
+    assert dec.generate_many([]) == []
+
+
+def test_generate_many_with_image_tokens(tmp_path, tokenizer_file):
+    from libs.model.export import export_decoder
+
+    model = _holder(BPETokenizer.from_file(tokenizer_file).vocab_size, 5)
+    dec = ReportDecoder(export_decoder(model, tmp_path / "d.onnx", True), tokenizer_file, max_new_tokens=10,
+                        num_beams=2)
+    prefixes = np.random.default_rng(1).normal(size=(len(PROMPTS), 3, 32)).astype(np.float32)
+    together = [g.token_ids for g in dec.generate_many(PROMPTS, prefixes)]
+    assert together == [dec.generate(p, prefixes[i:i + 1]).token_ids for i, p in enumerate(PROMPTS)]
+
+
+def test_generate_many_without_a_mask_input_decodes_one_by_one(tmp_path, tokenizer_file, monkeypatch):
+    """Bundles exported before attention_mask existed keep working, a study at a time."""
+    from libs.model.export import export_decoder
+
+    model = _holder(BPETokenizer.from_file(tokenizer_file).vocab_size, 6)
+    dec = ReportDecoder(export_decoder(model, tmp_path / "d.onnx", False, with_mask=False), tokenizer_file,
+                        max_new_tokens=8)
+    assert not dec.has_mask
+    calls = []
+    real = dec.generate
+    monkeypatch.setattr(dec, "generate", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    out = dec.generate_many(PROMPTS[:3])
+    assert calls == PROMPTS[:3] and len(out) == 3
