@@ -136,8 +136,8 @@ class ReportDecoder:
 
     def __init__(self, decoder_path: Path, tokenizer_path: Path, *, max_new_tokens: int = 160,
                  no_repeat_ngram_size: int = 0, num_beams: int = 1, length_penalty: float = 1.0,
-                 providers: list[str] | None = None, session_options=None):
-        import onnxruntime as ort
+                 providers: list[str] | None = None, session_options=None, cache_dir: Path | None = None):
+        from libs.bundle.providers import create_session
 
         try:
             self.tokenizer = BPETokenizer.from_file(tokenizer_path)
@@ -145,8 +145,8 @@ class ReportDecoder:
         except (OSError, ValueError, KeyError) as exc:
             raise BundleUnavailable(f"cannot load tokenizer {tokenizer_path}: {exc}") from None
         try:
-            self._session = ort.InferenceSession(str(decoder_path), sess_options=session_options,
-                                                 providers=providers or ["CPUExecutionProvider"])
+            self._session = create_session(Path(decoder_path), providers or ["CPUExecutionProvider"], session_options,
+                                           cache_dir=cache_dir, bundle_dir=Path(decoder_path).parent)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BundleUnavailable(f"cannot load decoder {decoder_path}: {first}") from None

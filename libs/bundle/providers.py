@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from libs.core.errors import BundleUnavailable
 
@@ -37,3 +39,63 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
             f"(available: {', '.join(available) or 'none'})"
         )
     return chosen
+
+
+TENSORRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+# onnxruntime's own calibration table (onnxruntime.quantization write_calibration_table), for bundles
+# whose graph is NOT already quantised with Q/DQ nodes; a QDQ graph carries its scales and must not get one.
+CALIBRATION_TABLE = "calibration.flatbuffers"
+
+
+def provider_options(providers: Sequence[str], cache_dir: Path | None = None, bundle_dir: Path | None = None,
+                     device_id: int = 0) -> list[tuple[str, dict[str, str]]]:
+    """(provider, options) pairs for onnxruntime.InferenceSession.
+
+    TensorRT: engines and timing data cached under `cache_dir/tensorrt` (building an engine takes
+    minutes; the cache makes restarts fast and is keyed by the graph, so a new bundle builds anew), FP16
+    and INT8 kernels allowed; a bundle that ships `calibration.flatbuffers` has it used as the INT8
+    calibration table. CUDA: the device. Others: no options.
+    """
+    out: list[tuple[str, dict[str, str]]] = []
+    for name in providers:
+        opts: dict[str, str] = {}
+        if name == TENSORRT:
+            opts = {"device_id": str(device_id), "trt_fp16_enable": "True", "trt_int8_enable": "True"}
+            if cache_dir is not None:
+                trt_dir = Path(cache_dir) / "tensorrt"
+                trt_dir.mkdir(parents=True, exist_ok=True)
+                opts.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(trt_dir),
+                            trt_timing_cache_enable="True", trt_timing_cache_path=str(trt_dir))
+                table = Path(bundle_dir) / CALIBRATION_TABLE if bundle_dir is not None else None
+                if table is not None and table.is_file():
+                    # onnxruntime reads the table by name from the engine cache folder
+                    shutil.copy2(table, trt_dir / CALIBRATION_TABLE)
+                    opts["trt_int8_calibration_table_name"] = CALIBRATION_TABLE
+        elif name == CUDA:
+            opts = {"device_id": str(device_id)}
+        out.append((name, opts))
+    return out
+
+
+def create_session(path: Path, providers: Sequence[str], session_options=None, *, cache_dir: Path | None = None,
+                   bundle_dir: Path | None = None):
+    """An onnxruntime session on `providers` (with provider_options). When a GPU provider is installed
+    but cannot start (driver, CUDA or TensorRT libraries missing or of the wrong version at run time),
+    it is logged and dropped, and the next provider in the list is tried: TensorRT -> CUDA -> CPU,
+    rather than failing the service. Only the last provider's failure is raised."""
+    import onnxruntime as ort
+
+    remaining = list(providers)
+    while True:
+        try:
+            return ort.InferenceSession(str(path), sess_options=session_options,
+                                        providers=provider_options(remaining, cache_dir, bundle_dir))
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            if len(remaining) <= 1:
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.error("execution provider %s failed to start for %s (%s); trying %s", remaining[0], path.name,
+                      first, ", ".join(remaining[1:]))
+            remaining = remaining[1:]

@@ -25,7 +25,7 @@ from libs.bundle.contract import (
     check_encoder_outputs,
 )
 from libs.bundle.manifest import Generation, Manifest, load_manifest
-from libs.bundle.providers import choose_providers
+from libs.bundle.providers import choose_providers, create_session
 from libs.core.errors import BundleUnavailable
 from libs.domain.labels import CHEXPERT_LABELS
 from libs.domain.model_output import LabelPrediction, ModelOutput
@@ -55,6 +55,7 @@ class BundleRunner:
         providers: list[str] | None = None,
         *,
         session_options: ort.SessionOptions | None = None,
+        cache_dir: Path | str | None = None,
     ):
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
@@ -62,8 +63,10 @@ class BundleRunner:
             log.warning("bundle %s is a TEST FIXTURE (test_only): its outputs are meaningless", self.bundle_dir)
         encoder_path = self.bundle_dir / self.manifest.files.encoder
         requested = choose_providers(ort.get_available_providers(), providers)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         try:
-            self._session = ort.InferenceSession(str(encoder_path), sess_options=session_options, providers=requested)
+            self._session = create_session(encoder_path, requested, session_options, cache_dir=self.cache_dir,
+                                           bundle_dir=self.bundle_dir)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise BundleUnavailable(f"cannot load encoder {encoder_path}: {_one_line(exc)}") from None
         # What onnxruntime actually enabled: a GPU provider whose libraries fail to load is dropped.
@@ -117,7 +120,8 @@ class BundleRunner:
         decoder = ReportDecoder(self.bundle_dir / m.files.decoder, self.bundle_dir / m.files.tokenizer,
                                 max_new_tokens=gen.max_new_tokens, no_repeat_ngram_size=gen.no_repeat_ngram_size,
                                 num_beams=gen.num_beams, length_penalty=gen.length_penalty,
-                                providers=list(self.providers), session_options=session_options)
+                                providers=list(self.providers), session_options=session_options,
+                                cache_dir=self.cache_dir)
         if gen.image_tokens:
             if ENCODER_IMAGE_TOKENS not in {o.name for o in self._session.get_outputs()}:
                 raise BundleUnavailable(f"generation.image_tokens is true but the encoder has no {ENCODER_IMAGE_TOKENS!r} output")

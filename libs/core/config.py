@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     batching: bool = Field(default=True, description="Batch concurrent studies in the inference service")
     max_batch_size: int | None = Field(default=None, ge=1, le=256)
     max_queue_delay_ms: float | None = Field(default=None, ge=0, le=10_000)
+    execution_providers: str | None = Field(
+        default=None, description="Comma-separated onnxruntime providers to try in order; unset: TensorRT, CUDA, CPU "
+                                  "(whichever are installed)")
+    provider_cache_dir: Path | None = Field(default=None, description="TensorRT engine/timing cache; unset: DATA_DIR/provider-cache")
     metrics_port: int | None = Field(default=None, ge=1, le=65535,
                                      description="Workers: serve Prometheus /metrics on this port (one per process)")
     step_delay_s: float = Field(default=0.0, ge=0, description="Fault injection: sleep before each step (tests)")

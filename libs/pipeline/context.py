@@ -45,7 +45,9 @@ class PipelineContext:
                 from libs.bundle.runner import BundleRunner
                 from libs.observability import metrics, runtime_status
 
-                runner = BundleRunner(self.settings.bundle_path)
+                s = self.settings
+                wanted = [p.strip() for p in (s.execution_providers or "").split(",") if p.strip()] or None
+                runner = BundleRunner(s.bundle_path, wanted, cache_dir=s.provider_cache_dir or s.data_dir / "provider-cache")
                 metrics.record_providers(runner.model_name, runner.model_version, list(runner.providers))
                 self._runner = runner
                 runtime_status.publish_local(self.runtime_status())
