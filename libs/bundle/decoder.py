@@ -136,20 +136,33 @@ class ReportDecoder:
 
     def __init__(self, decoder_path: Path, tokenizer_path: Path, *, max_new_tokens: int = 160,
                  no_repeat_ngram_size: int = 0, num_beams: int = 1, length_penalty: float = 1.0,
-                 providers: list[str] | None = None, session_options=None, cache_dir: Path | None = None):
-        from libs.bundle.providers import create_session
-
+                 providers: list[str] | None = None, session_options=None, cache_dir: Path | None = None,
+                 session=None):
+        """`session`: an object with onnxruntime's session interface to run instead of `decoder_path`
+        (libs.model.torch_runtime)."""
         try:
             self.tokenizer = BPETokenizer.from_file(tokenizer_path)
             self.bos, self.eos, self.sep = (self.tokenizer.token_id(t) for t in (BOS, EOS, SEP))
         except (OSError, ValueError, KeyError) as exc:
             raise BundleUnavailable(f"cannot load tokenizer {tokenizer_path}: {exc}") from None
+        if session is not None:
+            self._session = session
+        else:
+            self._session = self._open(decoder_path, providers, session_options, cache_dir)
+        self._init_rest(max_new_tokens, no_repeat_ngram_size, num_beams, length_penalty)
+
+    @staticmethod
+    def _open(decoder_path, providers, session_options, cache_dir):
+        from libs.bundle.providers import create_session
+
         try:
-            self._session = create_session(Path(decoder_path), providers or ["CPUExecutionProvider"], session_options,
-                                           cache_dir=cache_dir, bundle_dir=Path(decoder_path).parent)
+            return create_session(Path(decoder_path), providers or ["CPUExecutionProvider"], session_options,
+                                  cache_dir=cache_dir, bundle_dir=Path(decoder_path).parent)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BundleUnavailable(f"cannot load decoder {decoder_path}: {first}") from None
+
+    def _init_rest(self, max_new_tokens: int, no_repeat_ngram_size: int, num_beams: int, length_penalty: float) -> None:
         # IU/Open-i reports mark de-identified words as "XXXX"; a decoder trained on them learns to write
         # the mark, which means nothing to a reader. Such tokens are never generated.
         self.suppressed = np.asarray(
@@ -206,7 +219,8 @@ class ReportDecoder:
         feed = {INPUT_IDS: np.asarray(ids, dtype=np.int64)}
         for i in range(self.n_layers):
             k, v = past_names(i)
-            feed[k], feed[v] = np.ascontiguousarray(past[2 * i]), np.ascontiguousarray(past[2 * i + 1])
+            # ORT outputs and row gathers are already contiguous; torch device tensors pass as they are
+            feed[k], feed[v] = past[2 * i], past[2 * i + 1]
         n_prefix = 0
         if self.has_prefix:
             if prefix is None:
@@ -215,7 +229,7 @@ class ReportDecoder:
             n_prefix = prefix.shape[1]
         if self.has_mask:
             if mask is None:
-                mask = np.ones((n, past[0].shape[2] + n_prefix + feed[INPUT_IDS].shape[1]), dtype=np.int64)
+                mask = np.ones((n, int(past[0].shape[2]) + n_prefix + feed[INPUT_IDS].shape[1]), dtype=np.int64)
             feed[INPUT_MASK] = mask
         return feed
 

@@ -56,19 +56,27 @@ class BundleRunner:
         *,
         session_options: ort.SessionOptions | None = None,
         cache_dir: Path | str | None = None,
+        sessions: tuple | None = None,
     ):
+        # `sessions`: (encoder, decoder or None) objects with onnxruntime's session interface, used
+        # instead of loading the bundle's ONNX files (libs.model.torch_runtime runs the model in torch).
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
         if self.manifest.test_only:
             log.warning("bundle %s is a TEST FIXTURE (test_only): its outputs are meaningless", self.bundle_dir)
         encoder_path = self.bundle_dir / self.manifest.files.encoder
-        requested = choose_providers(ort.get_available_providers(), providers)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        try:
-            self._session = create_session(encoder_path, requested, session_options, cache_dir=self.cache_dir,
-                                           bundle_dir=self.bundle_dir)
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise BundleUnavailable(f"cannot load encoder {encoder_path}: {_one_line(exc)}") from None
+        self._injected_decoder = sessions[1] if sessions else None
+        if sessions:
+            self._session = sessions[0]
+            requested = list(self._session.get_providers())
+        else:
+            requested = choose_providers(ort.get_available_providers(), providers)
+            try:
+                self._session = create_session(encoder_path, requested, session_options, cache_dir=self.cache_dir,
+                                               bundle_dir=self.bundle_dir)
+            except Exception as exc:  # onnxruntime raises its own pybind exception types
+                raise BundleUnavailable(f"cannot load encoder {encoder_path}: {_one_line(exc)}") from None
         # What onnxruntime actually enabled: a GPU provider whose libraries fail to load is dropped.
         self.providers: list[str] = list(self._session.get_providers())
         log.info(
@@ -121,7 +129,7 @@ class BundleRunner:
                                 max_new_tokens=gen.max_new_tokens, no_repeat_ngram_size=gen.no_repeat_ngram_size,
                                 num_beams=gen.num_beams, length_penalty=gen.length_penalty,
                                 providers=list(self.providers), session_options=session_options,
-                                cache_dir=self.cache_dir)
+                                cache_dir=self.cache_dir, session=self._injected_decoder)
         if gen.image_tokens:
             if ENCODER_IMAGE_TOKENS not in {o.name for o in self._session.get_outputs()}:
                 raise BundleUnavailable(f"generation.image_tokens is true but the encoder has no {ENCODER_IMAGE_TOKENS!r} output")

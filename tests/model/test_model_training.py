@@ -179,3 +179,58 @@ def test_evaluate_writes_json_markdown_and_plots(tiny, tmp_path):
     assert qa["critical_flagged"] + len(qa["missed"]) == qa["critical_studies"]
     assert "## QA review flag" in (tmp_path / "evaluation.md").read_text()
     assert "P_paired_images.qa_flag" in summary
+
+
+def test_torch_runtime_serves_the_same_model_as_the_fp32_onnx_bundle(tiny, tmp_path):
+    """libs.model.torch_runtime (the GPU benchmark's path) behind the same BundleRunner: same
+    probabilities and the same report texts as the FP32 ONNX export, here on the CPU in float32."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from libs.bundle.runner import BundleRunner
+    from libs.domain.context import ClinicalContext
+    from libs.model.export import load_trained
+    from libs.model.torch_runtime import torch_runner
+
+    cfg = tiny[0]
+    bundle = cfg.path(cfg.bundle_dir)
+    fp32 = tmp_path / "fp32"
+    shutil.copytree(bundle, fp32)
+    for role in ("encoder", "decoder"):
+        shutil.copy2(cfg.out / "export" / f"{role}.fp32.onnx", fp32 / f"{role}.onnx")
+    onnx_runner = BundleRunner(fp32)
+    model, state = load_trained(cfg)
+    runner = torch_runner(bundle, model, state, device="cpu", dtype=torch.float32)
+    assert runner.providers == ["torch:cpu:float32"]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, size=(5, runner.image_size, runner.image_size)).astype(np.float32)
+    contexts = [ClinicalContext(age=30 + i, sex="F" if i % 2 else "M") for i in range(5)]
+    ours, ref = runner.predict(images, contexts), onnx_runner.predict(images, contexts)
+    for a, b in zip(ours, ref, strict=True):
+        for p, q in zip(a.predictions, b.predictions, strict=True):
+            assert (p.probability is None) == (q.probability is None)
+            if p.probability is not None:
+                assert abs(p.probability - q.probability) < 1e-4
+        assert a.text == b.text and a.text
+
+
+def test_gpu_benchmark_runs_end_to_end_on_the_cpu(tiny, tmp_path):
+    """bench/bench_gpu.py is meant for a lent GPU; its whole path runs here on the CPU."""
+    import yaml
+
+    from bench.bench_gpu import main
+
+    cfg = tiny[0]
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    out = tmp_path / "gpu.json"
+    result = main(["--config", str(config), "--device", "cpu", "--studies", "6", "--unbatched-studies", "2",
+                   "--max-batch", "2", "4", "--clients", "3", "--delay-ms", "20", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["device"]["kind"] == "cpu" and result["dtype"] == "fp32"
+    assert result["unbatched"]["n"] == 2
+    assert [(r["max_batch_size"], r["clients"], r["n"]) for r in result["loads"]] == [(2, 3, 6), (4, 3, 6)]
+    assert all(1 <= r["mean_batch_size"] <= r["max_batch_size"] for r in result["loads"])
+    assert result["best_under_p99_limit"]["studies_per_hour"] == max(r["studies_per_hour"] for r in result["loads"])
