@@ -372,9 +372,11 @@ class ReportDecoder:
                     nxt.append(tok)
             if not keep or _step == limit - 1:
                 break
+            if len(keep) < len(active):  # a study finished: drop its row (otherwise the cache stays as it is)
+                past = [p[keep] for p in past]
+                mask = mask[keep]
             active = [active[r] for r in keep]
-            past = [p[keep] for p in past]
-            mask = np.concatenate([mask[keep], np.ones((len(keep), 1), dtype=np.int64)], axis=1)
+            mask = np.concatenate([mask, np.ones((len(keep), 1), dtype=np.int64)], axis=1)
             logits, past = self._step_batch([[t] for t in nxt], past, mask)
         return seqs
 
@@ -420,8 +422,10 @@ class ReportDecoder:
             if not still_open or _step == limit - 1:
                 break
             open_studies, rows_of = still_open, new_rows
-            past = [p[gather] for p in past]
-            mask = np.concatenate([mask[gather], np.ones((len(gather), 1), dtype=np.int64)], axis=1)
+            if gather != list(range(len(flat_seqs))):  # beams reordered or studies finished
+                past = [p[gather] for p in past]
+                mask = mask[gather]
+            mask = np.concatenate([mask, np.ones((len(gather), 1), dtype=np.int64)], axis=1)
             logits, past = self._step_batch([[t] for t in next_tokens], past, mask)
         best = []
         for i in range(n):
