@@ -132,7 +132,8 @@ def _banned_by_ngram(tokens: list[int], n: int) -> set[int]:
 
 
 class ReportDecoder:
-    """Loads decoder.onnx + tokenizer.json and generates greedily, one study at a time (N = 1)."""
+    """Loads decoder.onnx + tokenizer.json and generates reports (greedy or beam search), one study at a
+    time or, when the graph takes an attention mask, many studies in one batch."""
 
     def __init__(self, decoder_path: Path, tokenizer_path: Path, *, max_new_tokens: int = 160,
                  no_repeat_ngram_size: int = 0, num_beams: int = 1, length_penalty: float = 1.0,
@@ -233,76 +234,13 @@ class ReportDecoder:
             feed[INPUT_MASK] = mask
         return feed
 
-    def _step(self, ids: list[int], past: list[np.ndarray], prefix: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        out = self._session.run(self._output_names, self.feed([ids], past, prefix))
-        return out[0], out[1:]
-
     def generate(self, prompt: str, prefix: np.ndarray | None = None, max_new_tokens: int | None = None,
                  num_beams: int | None = None) -> Generated:
         """Decode one report (greedy, or beam search when num_beams > 1). `prefix`: float32 [1, P, D]
         image tokens, or None."""
-        beams = self.num_beams if num_beams is None else num_beams
-        if beams > 1:
-            return self._beam(prompt, prefix, self.max_new_tokens if max_new_tokens is None else max_new_tokens, beams)
-        start = time.perf_counter()
         if prefix is not None and not self.has_prefix:
             raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
-        past = self._empty_past(1)
-        step_ids = self.prompt_ids(prompt)
-        out: list[int] = []
-        limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
-        for step in range(limit):
-            logits, past = self._step(step_ids, past, prefix if step == 0 else None)
-            scores = logits[0].astype(np.float64)
-            scores[self.suppressed] = -np.inf
-            for banned in _banned_by_ngram(out, self.no_repeat_ngram_size):
-                scores[banned] = -np.inf
-            nxt = int(np.argmax(scores))
-            if nxt == self.eos:
-                break
-            out.append(nxt)
-            step_ids = [nxt]
-        text = self.tokenizer.decode(out)
-        return Generated(text=text, token_ids=out, ms=(time.perf_counter() - start) * 1000.0)
-
-    def _beam(self, prompt: str, prefix: np.ndarray | None, limit: int, k: int) -> Generated:
-        """Beam search with the beams as the batch (they share the prompt, so lengths stay equal).
-        Finished hypotheses are ranked by sum(log p) / length ** length_penalty."""
-        start = time.perf_counter()
-        if prefix is not None and not self.has_prefix:
-            raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
-        logits, past = self._step(self.prompt_ids(prompt), self._empty_past(1), prefix)
-        seqs: list[list[int]] = [[]]
-        scores = np.zeros(1)
-        finished: list[tuple[float, list[int]]] = []
-        for step in range(limit):
-            logp = self._log_probs(logits, seqs)
-            total = scores[:, None] + logp
-            flat = np.argsort(-total, axis=None)[: 2 * k]
-            new_seqs, new_scores, rows = [], [], []
-            for idx in flat:
-                b, tok = divmod(int(idx), logp.shape[1])
-                score = float(total[b, tok])
-                if not np.isfinite(score):
-                    continue
-                if tok == self.eos:
-                    finished.append((score / max(len(seqs[b]), 1) ** self.length_penalty, seqs[b]))
-                else:
-                    new_seqs.append(seqs[b] + [tok])
-                    new_scores.append(score)
-                    rows.append(b)
-                if len(new_seqs) == k:
-                    break
-            best_open = max(new_scores) / (len(new_seqs[0]) ** self.length_penalty) if new_seqs else -np.inf
-            if not new_seqs or (len(finished) >= k and max(f[0] for f in finished) >= best_open):
-                break
-            seqs, scores = new_seqs, np.asarray(new_scores)
-            past = [p[rows] for p in past]
-            logits, past = self._step_batch([[s[-1]] for s in seqs], past)
-        if not finished:
-            finished = [(float(sc) / max(len(sq), 1) ** self.length_penalty, sq) for sc, sq in zip(scores, seqs)]
-        best = max(finished, key=lambda f: f[0])[1]
-        return Generated(text=self.tokenizer.decode(best), token_ids=best, ms=(time.perf_counter() - start) * 1000.0)
+        return self._decode([prompt], prefix, max_new_tokens, num_beams)[0]
 
     def _step_batch(self, ids: list[list[int]], past: list[np.ndarray],
                     mask: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -328,15 +266,21 @@ class ReportDecoder:
         the batch dimension); the same texts as generate() one by one. `prefixes`: [N, P, D] image
         tokens or None. Needs a decoder with `attention_mask`; without it, one study at a time.
         Each Generated.ms is the batch's time: every study waited for the whole batch."""
-        if not prompts:
-            return []
         if prefixes is not None and not self.has_prefix:
             raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
+        if not self.has_mask:
+            return [self.generate(p, None if prefixes is None else prefixes[i : i + 1], max_new_tokens, num_beams)
+                    for i, p in enumerate(prompts)]
+        return self._decode(list(prompts), prefixes, max_new_tokens, num_beams)
+
+    def _decode(self, prompts: list[str], prefixes: np.ndarray | None, max_new_tokens: int | None,
+                num_beams: int | None) -> list[Generated]:
+        """Prefill all prompts (left-padded, masked) in one step, then greedy or beam search. Without a
+        mask input only a single prompt may be given (no padding is needed then)."""
+        if not prompts:
+            return []
         beams = self.num_beams if num_beams is None else num_beams
         limit = self.max_new_tokens if max_new_tokens is None else max_new_tokens
-        if len(prompts) == 1 or not self.has_mask:
-            return [self.generate(p, None if prefixes is None else prefixes[i : i + 1], limit, beams)
-                    for i, p in enumerate(prompts)]
         start = time.perf_counter()
         encoded = [self.prompt_ids(p) for p in prompts]
         width = max(len(e) for e in encoded)
@@ -347,14 +291,15 @@ class ReportDecoder:
         mask[:, :n_prefix] = 1
         for i, e in enumerate(encoded):
             mask[i, n_prefix + width - len(e):] = 1
-        out = self._session.run(self._output_names, self.feed(ids, self._empty_past(len(ids)),
-                                                              None if prefixes is None else
-                                                              np.ascontiguousarray(prefixes, dtype=np.float32), mask))
+        if prefixes is not None:
+            prefixes = np.ascontiguousarray(prefixes, dtype=np.float32)
+        out = self._session.run(self._output_names, self.feed(ids, self._empty_past(len(ids)), prefixes, mask))
         tokens = (self._beam_many if beams > 1 else self._greedy_many)(out[0], out[1:], mask, limit, beams)
         ms = (time.perf_counter() - start) * 1000.0
         return [Generated(text=self.tokenizer.decode(t), token_ids=t, ms=ms) for t in tokens]
 
     def _greedy_many(self, logits, past, mask, limit: int, _beams: int) -> list[list[int]]:
+        """Greedy decoding of one or more studies; a study's row leaves the batch at its <eos>."""
         n = len(logits)
         seqs: list[list[int]] = [[] for _ in range(n)]
         active = list(range(n))  # study index of each row
@@ -381,8 +326,9 @@ class ReportDecoder:
         return seqs
 
     def _beam_many(self, logits, past, mask, limit: int, k: int) -> list[list[int]]:
-        """_beam for many studies at once: each study keeps its own beams, finished list and stopping
-        rule (exactly _beam's); the rows of studies still open are gathered into one batch per step."""
+        """Beam search for one or more studies: each keeps its own k beams, finished hypotheses (ranked
+        by sum(log p) / length ** length_penalty) and stopping rule (k finished, the best of them no
+        worse than the best open beam); the rows of studies still open form one batch per step."""
         n = len(logits)
         seqs: dict[int, list[list[int]]] = {i: [[]] for i in range(n)}
         scores: dict[int, np.ndarray] = {i: np.zeros(1) for i in range(n)}

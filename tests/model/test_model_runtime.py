@@ -108,7 +108,7 @@ def test_exported_decoder_step_matches_torch(tmp_path, tokenizer_file, image_tok
     assert gen == out.token_ids
     # and the first step's logits agree numerically
     past = [np.zeros((1, 2, 0, 16), np.float32) for _ in range(4)]
-    logits, _ = dec._step(ids, past, prefix)
+    logits = dec._session.run(dec._output_names, dec.feed([ids], past, prefix))[0]
     with torch.no_grad():
         ref, _ = model.decoder(torch.tensor([ids]), None if prefix is None else torch.from_numpy(prefix))
     np.testing.assert_allclose(logits[0], ref[0, -1].numpy(), atol=1e-4)
