@@ -32,7 +32,12 @@ class QaSummary(BaseModel):
     )
     low_confidence: list[str] = Field(default_factory=list, description="Findings below the request's threshold")
     unsupported: list[str] = Field(
-        default_factory=list, description="Critical observations the text rules out although the model does not assess them"
+        default_factory=list,
+        description="Observations the text rules out (critical ones) or reports although the model does not assess them",
+    )
+    critical_not_assessed: list[str] = Field(
+        default_factory=list,
+        description="Critical observations this model cannot assess: the draft cannot rule them out, a radiologist must",
     )
     hallucination_count: int = 0
     omission_count: int = 0

@@ -19,6 +19,10 @@ A radiologist must review the study first (requires_radiologist_review) when:
    sentences by habit; they would falsely reassure, so a radiologist must check them. Likewise a
    finding the text states as present or possible that the bundle does not assess (critical ones are
    already flagged by rule 1): nothing the model measured supports it.
+6. coverage: the bundle does not assess one or more critical findings. Then no draft from it can rule
+   them out, whatever its text says (or leaves unsaid), so every study goes to review: measured on the
+   reference model, QA without this rule missed a fifth of the studies with a critical finding (their
+   drafts simply did not mention it). A hospital bundle that assesses all four never triggers it.
 
 Each reason is one PHI-free sentence; the counts go into Report.qa for monitoring.
 """
@@ -46,6 +50,7 @@ class Verdict:
     laterality_conflicts: list[str] = field(default_factory=list)
     low_confidence: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
+    critical_not_assessed: list[str] = field(default_factory=list)
 
     def summary(self) -> QaSummary:
         return QaSummary(
@@ -55,6 +60,7 @@ class Verdict:
             laterality_conflicts=list(self.laterality_conflicts),
             low_confidence=list(self.low_confidence),
             unsupported=list(self.unsupported),
+            critical_not_assessed=list(self.critical_not_assessed),
             hallucination_count=len(self.hallucinations),
             omission_count=len(self.omissions),
         )
@@ -120,6 +126,11 @@ def review_report(
                     f"patient's {side} (box x {box[0]}-{box[2]} of {image.width} columns, {image.view.value} view, "
                     "patient's right on the image left)"
                 )
+    blind = [label for label in ABNORMAL_LABELS if label in CRITICAL_LABELS and label not in assessed]
+    if blind:
+        verdict.critical_not_assessed = blind
+        verdict.reasons.append(f"coverage: this model does not assess {', '.join(blind)}; the draft cannot rule "
+                               f"{'it' if len(blind) == 1 else 'them'} out")
     for finding in report.findings:
         if finding.confidence < request.confidence_threshold:
             verdict.low_confidence.append(finding.label)

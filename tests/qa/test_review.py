@@ -140,7 +140,10 @@ def test_not_assessed_lines_are_not_read_as_findings() -> None:
     v = review_report(report(text, "No acute abnormality."),
                       output({}, assessed=set(CHEXPERT_LABELS) - {"Fracture", "Pneumothorax", "Lung Lesion"}),
                       ReportRequest())
-    assert v.critical == [] and v.reasons == []
+    # The line is neither a finding nor a negative statement: only the coverage reason remains.
+    assert v.critical == [] and v.unsupported == []
+    assert v.reasons == ["coverage: this model does not assess Lung Lesion, Pneumothorax, Fracture; "
+                         "the draft cannot rule them out"]
 
 
 def test_critical_finding_the_head_sees_but_the_text_omits_is_both_critical_and_an_omission() -> None:
@@ -182,3 +185,15 @@ def test_text_reporting_a_finding_the_model_cannot_see_is_flagged() -> None:
     # ... and with a bundle that assesses it and sees it, there is nothing to flag.
     v = review_report(report("The heart is enlarged.", "Cardiomegaly."), output({"Cardiomegaly": 0.9}), ReportRequest())
     assert v.reasons == []
+
+
+def test_a_model_blind_to_a_critical_finding_sends_every_study_to_review() -> None:
+    """Even a clean normal draft: the model cannot rule out what it does not assess."""
+    normal = report("The heart is normal in size. The lungs are clear.", "No acute disease.")
+    v = review_report(normal, output({}, assessed=set(CHEXPERT_LABELS) - {"Pleural Effusion"}), ReportRequest())
+    assert v.requires_review and v.critical_not_assessed == ["Pleural Effusion"]
+    assert v.reasons == ["coverage: this model does not assess Pleural Effusion; the draft cannot rule it out"]
+    assert v.summary().critical_not_assessed == ["Pleural Effusion"]
+    # A model that assesses all four critical findings and sees none: nothing to flag.
+    v = review_report(normal, output({}), ReportRequest())
+    assert not v.requires_review and v.critical_not_assessed == []
