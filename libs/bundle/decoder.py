@@ -119,6 +119,16 @@ class Generated:
 DEIDENTIFICATION_MARK = "XX"
 
 
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Flat indices of the n largest scores, best first (ties in index order, as a stable sort gives)."""
+    flat = scores.ravel()
+    if n >= flat.size:
+        return np.argsort(-flat, kind="stable")
+    nth = -np.partition(-flat, n - 1)[n - 1]  # the n-th largest value
+    cand = np.flatnonzero(flat >= nth)  # every tie at the boundary too, in index order
+    return cand[np.argsort(-flat[cand], kind="stable")[:n]]
+
+
 def _banned_by_ngram(tokens: list[int], n: int) -> set[int]:
     """Tokens that would repeat an n-gram already present in `tokens` (no_repeat_ngram_size)."""
     if n <= 0 or len(tokens) < n:
@@ -342,7 +352,7 @@ class ReportDecoder:
             for i in open_studies:
                 rows = rows_of[i]
                 total = scores[i][:, None] + logp[rows]
-                order = np.argsort(-total, axis=None)[: 2 * k]
+                order = _top(total, 2 * k)
                 new_seqs, new_scores, parents = [], [], []
                 for idx in order:
                     b, tok = divmod(int(idx), total.shape[1])

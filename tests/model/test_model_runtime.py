@@ -228,3 +228,15 @@ def test_generate_many_without_a_mask_input_decodes_one_by_one(tmp_path, tokeniz
     monkeypatch.setattr(dec, "generate", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     out = dec.generate_many(PROMPTS[:3])
     assert calls == PROMPTS[:3] and len(out) == 3
+
+
+def test_top_matches_a_full_stable_sort():
+    from libs.bundle.decoder import _top
+
+    rng = np.random.default_rng(0)
+    for shape in ((4, 50), (1, 7), (3, 3)):
+        scores = np.round(rng.normal(size=shape), 1)  # rounded: ties happen
+        scores[0, 0] = -np.inf
+        for n in (1, 4, 8, 100):
+            want = np.argsort(-scores, axis=None, kind="stable")[:n]
+            assert _top(scores, n).tolist() == want.tolist()
