@@ -16,9 +16,11 @@ deltas) is measured and written into the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -191,16 +193,20 @@ def quantize(fp32: Path, int8: Path, feeds: list[dict], nodes: list[str] | None 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    fp32, int8 = Path(fp32).resolve(), Path(int8).resolve()
     pre = int8.with_suffix(".pre.onnx")
-    try:
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
-    except Exception:  # symbolic shape inference can fail on exotic graphs; quantise the raw graph then
-        shutil.copy(fp32, pre)
-    quantize_static(str(pre), str(int8), _ListReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_quantize=nodes,
-                    op_types_to_quantize=op_types,
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    # Shape inference and calibration write scratch files (sym_shape_infer_temp.onnx, <uuid>.data) into
+    # the working directory: run them in a temporary one, never in the caller's (the repository).
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        try:
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+        except Exception:  # symbolic shape inference can fail on exotic graphs; quantise the raw graph then
+            shutil.copy(fp32, pre)
+        quantize_static(str(pre), str(int8), _ListReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_quantize=nodes,
+                        op_types_to_quantize=op_types,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     pre.unlink(missing_ok=True)
     _set_ir(int8)
     return int8

@@ -234,3 +234,11 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(tiny, tmp_path):
     assert [(r["max_batch_size"], r["clients"], r["n"]) for r in result["loads"]] == [(2, 3, 6), (4, 3, 6)]
     assert all(1 <= r["mean_batch_size"] <= r["max_batch_size"] for r in result["loads"])
     assert result["best_under_p99_limit"]["studies_per_hour"] == max(r["studies_per_hour"] for r in result["loads"])
+
+
+def test_export_leaves_no_scratch_files_in_the_working_directory(tiny):
+    from pathlib import Path
+
+    cwd = Path.cwd()
+    assert not (cwd / "sym_shape_infer_temp.onnx").exists()
+    assert not [p.name for p in cwd.glob("*.data") if not p.name.startswith(".")]  # .data: our git-ignored run folder
