@@ -369,7 +369,7 @@ class ReportDecoder:
                         break
                 best_open = max(new_scores) / (len(new_seqs[0]) ** self.length_penalty) if new_seqs else -np.inf
                 if not new_seqs or (len(finished[i]) >= k and max(f[0] for f in finished[i]) >= best_open):
-                    continue  # done: like _beam, its last open beams stay as they were
+                    continue  # done: its last open beams stay as they were (used when none finished)
                 seqs[i], scores[i] = new_seqs, np.asarray(new_scores)
                 new_rows[i] = list(range(len(gather), len(gather) + len(parents)))
                 gather += parents
