@@ -1,4 +1,5 @@
-"""The bundle's report-text decoder: prompt format, tokenizer, and greedy generation with a KV cache.
+"""The bundle's report-text decoder: prompt format, tokenizer, and generation (greedy or beam search, one
+study or a batch of studies) with a KV cache.
 
 Contract (docs/bundle.md, "Decoder"): `files.decoder` is one ONNX graph that runs a decoder *step*:
 
