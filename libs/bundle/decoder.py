@@ -130,6 +130,20 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return cand[np.argsort(-flat[cand], kind="stable")[:n]]
 
 
+def _reorder_rows(past: list, gather: list[int]) -> list:
+    """The cache rows in `gather` order. When the row count stays (beams reordered within their study),
+    only the rows that change are copied, in place: the step's outputs are fresh arrays this decoder
+    owns, and copying a few rows beats allocating and filling a whole new cache every step."""
+    n = past[0].shape[0]
+    if len(gather) != n:
+        return [p[gather] for p in past]
+    changed = [row for row, src in enumerate(gather) if row != src]
+    sources = [gather[row] for row in changed]
+    for p in past:
+        p[changed] = p[sources]  # the right side is read (copied) before any row is written
+    return past
+
+
 def _banned_by_ngram(tokens: list[int], n: int) -> set[int]:
     """Tokens that would repeat an n-gram already present in `tokens` (no_repeat_ngram_size)."""
     if n <= 0 or len(tokens) < n:
@@ -380,7 +394,7 @@ class ReportDecoder:
                 break
             open_studies, rows_of = still_open, new_rows
             if gather != list(range(len(flat_seqs))):  # beams reordered or studies finished
-                past = [p[gather] for p in past]
+                past = _reorder_rows(past, gather)
                 mask = mask[gather]
             mask = np.concatenate([mask, np.ones((len(gather), 1), dtype=np.int64)], axis=1)
             logits, past = self._step_batch([[t] for t in next_tokens], past, mask)
