@@ -41,8 +41,11 @@ def wait_for_state(engine, job_id: str, states: set[str], timeout: float) -> str
 
 
 def test_study_goes_through_four_worker_processes(platform: Platform, chest_dicom) -> None:  # noqa: ANN001
+    from tests.integration.conftest import free_port
+
+    metrics_port = free_port()
     for svc in SERVICES:
-        platform.start(svc)
+        platform.start(svc, **({"CXR_METRICS_PORT": str(metrics_port)} if svc == "inference" else {}))
     platform.start("gateway")
     platform.wait_ready()
 
@@ -63,6 +66,15 @@ def test_study_goes_through_four_worker_processes(platform: Platform, chest_dico
     logs = {p.name: p.read_text(errors="replace") for p in platform.log_dir.glob("*.log")}
     for svc in SERVICES:
         assert any(f"cxr.{svc}" in text_ for name, text_ in logs.items() if name.startswith(svc)), logs
+    # The inference worker reports its runtime: /readyz lists it (Redis heartbeat) and its own /metrics
+    # endpoint counted the batch that ran this study.
+    [worker] = httpx.get(f"{platform.base_url}/readyz", timeout=10).json()["inference"]
+    assert worker["providers"] == ["CPUExecutionProvider"] and worker["model_version"] == "0.0.0-test"
+    assert worker["batching"] is True and worker["max_batch_size"] == 8
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    assert 'cxr_inference_execution_provider{model_name="' in metrics
+    batches = [line for line in metrics.splitlines() if line.startswith("cxr_inference_batch_size_count")]
+    assert batches and float(batches[0].split()[-1]) >= 1, metrics[-2000:]
 
 
 def test_killed_worker_mid_task_job_completes_exactly_once(platform: Platform, chest_dicom) -> None:  # noqa: ANN001
