@@ -179,14 +179,13 @@ class ReportDecoder:
 
     @staticmethod
     def _open(decoder_path, providers, session_options, cache_dir):
-        from libs.bundle.providers import create_session
+        from libs.bundle.providers import create_session, first_line
 
         try:
             return create_session(Path(decoder_path), providers or ["CPUExecutionProvider"], session_options,
                                   cache_dir=cache_dir, bundle_dir=Path(decoder_path).parent)
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BundleUnavailable(f"cannot load decoder {decoder_path}: {first}") from None
+            raise BundleUnavailable(f"cannot load decoder {decoder_path}: {first_line(exc)}") from None
 
     def _init_rest(self, max_new_tokens: int, no_repeat_ngram_size: int, num_beams: int, length_penalty: float) -> None:
         # IU/Open-i reports mark de-identified words as "XXXX"; a decoder trained on them learns to write

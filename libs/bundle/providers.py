@@ -20,6 +20,12 @@ PREFERRED_PROVIDERS: tuple[str, ...] = (
 )
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first message line (onnxruntime's are long and multi-line), or its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def choose_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
     """The providers to ask onnxruntime for, in priority order.
 
@@ -95,7 +101,6 @@ def create_session(path: Path, providers: Sequence[str], session_options=None, *
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             if len(remaining) <= 1:
                 raise
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             log.error("execution provider %s failed to start for %s (%s); trying %s", remaining[0], path.name,
-                      first, ", ".join(remaining[1:]))
+                      first_line(exc), ", ".join(remaining[1:]))
             remaining = remaining[1:]

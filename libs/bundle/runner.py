@@ -25,7 +25,7 @@ from libs.bundle.contract import (
     check_encoder_outputs,
 )
 from libs.bundle.manifest import Generation, Manifest, load_manifest
-from libs.bundle.providers import choose_providers, create_session
+from libs.bundle.providers import choose_providers, create_session, first_line
 from libs.core.errors import BundleUnavailable
 from libs.domain.labels import CHEXPERT_LABELS
 from libs.domain.model_output import LabelPrediction, ModelOutput
@@ -34,11 +34,6 @@ log = logging.getLogger(__name__)
 
 # "No Finding" is derived and never a finding in a report, so it never gets a box.
 _NO_BOX_LABELS = frozenset({"No Finding"})
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class BundleRunner:
@@ -76,7 +71,7 @@ class BundleRunner:
                 self._session = create_session(encoder_path, requested, session_options, cache_dir=self.cache_dir,
                                                bundle_dir=self.bundle_dir)
             except Exception as exc:  # onnxruntime raises its own pybind exception types
-                raise BundleUnavailable(f"cannot load encoder {encoder_path}: {_one_line(exc)}") from None
+                raise BundleUnavailable(f"cannot load encoder {encoder_path}: {first_line(exc)}") from None
         # What onnxruntime actually enabled: a GPU provider whose libraries fail to load is dropped.
         self.providers: list[str] = list(self._session.get_providers())
         log.info(
@@ -265,9 +260,9 @@ class BundleRunner:
         except BundleUnavailable as exc:
             raise BundleUnavailable(f"encoder warm-up failed: {exc.reason}") from None
         except Exception as exc:
-            raise BundleUnavailable(f"encoder warm-up failed: {_one_line(exc)}") from None
+            raise BundleUnavailable(f"encoder warm-up failed: {first_line(exc)}") from None
         if self._decoder is not None:
             try:
                 self._decoder.warm_up()
             except Exception as exc:
-                raise BundleUnavailable(f"decoder warm-up failed: {_one_line(exc)}") from None
+                raise BundleUnavailable(f"decoder warm-up failed: {first_line(exc)}") from None

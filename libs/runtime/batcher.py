@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
