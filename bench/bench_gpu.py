@@ -3,8 +3,8 @@
     python -m bench.bench_gpu [--config configs/reference.yaml] [--dtype bf16] [--studies 512]
 
 For a GPU host with PyTorch + CUDA but no onnxruntime-gpu / TensorRT: the trained weights (the run
-folder `cxr-report train` leaves, e.g. `.data/runs/reference`, which must travel with the repository)
-are served through libs.model.torch_runtime, i.e. the same BundleRunner, prompts, left-padded batched
+folder `cxr-report train` leaves, e.g. `.data/runs/reference`, when it is there; otherwise the copy in
+the bundle's `source/` folder, so a plain checkout is enough) are served through libs.model.torch_runtime, i.e. the same BundleRunner, prompts, left-padded batched
 beam search and DynamicBatcher as the ONNX bundle, with the key/value cache kept on the GPU.
 
 Measured side by side in one run on the bundled sample study and flipped/shifted variants:
@@ -86,12 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from libs.model.config import load_config
-    from libs.model.export import load_trained
+    from libs.model.export import SOURCE_DIR, load_trained
     from libs.model.torch_runtime import torch_runner
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=REPO_ROOT / "configs" / "reference.yaml")
-    parser.add_argument("--run-dir", type=Path, default=None, help="training run folder (default: the config's output_dir)")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="training run folder (default: the config's output_dir when it holds state.json, else the bundle's source/)")
     parser.add_argument("--bundle", type=Path, default=None, help="bundle folder for manifest + tokenizer (default: the config's)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bf16 on cuda, fp32 on cpu")
@@ -107,9 +108,11 @@ def main(argv: list[str] | None = None) -> dict:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
     cfg = load_config(args.config, {"output_dir": str(args.run_dir)} if args.run_dir else None)
-    model, state = load_trained(cfg)
-    runner = torch_runner(args.bundle or cfg.path(cfg.bundle_dir), model, state, device=device,
-                          dtype=getattr(torch, DTYPES[dtype_name]))
+    bundle = args.bundle or cfg.path(cfg.bundle_dir)
+    # The weights: the run folder when it is here, else the bundle's source/ copy (a plain checkout).
+    weights = cfg.out if (args.run_dir or (cfg.out / "state.json").is_file()) else bundle / SOURCE_DIR
+    model, state = load_trained(cfg, weights)
+    runner = torch_runner(bundle, model, state, device=device, dtype=getattr(torch, DTYPES[dtype_name]))
     ctx = ClinicalContext(age=67, sex="M", indication="Shortness of breath")
     images = inputs(runner.image_size, max(args.studies, args.unbatched_studies))
     for img in images[:4]:  # warm-up: CUDA kernels, allocator
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     result: dict = {"benchmark": "reference model served by PyTorch with the platform's batcher",
                     "device": device_description(torch, device), "dtype": dtype_name,
-                    "model": f"{runner.model_name} {runner.model_version} (weights: {cfg.out})",
+                    "model": f"{runner.model_name} {runner.model_version} (weights: {weights})",
                     "decoding": runner.manifest.generation.model_dump() if runner.manifest.generation else None}
     lat = []
     t0 = time.perf_counter()

@@ -7,9 +7,9 @@ variants, so the model sees different images):
 - unbatched: one study at a time through BundleRunner.predict (what a worker without batching does);
 - batched: 8 client threads submit all studies at once through the DynamicBatcher (max batch and delay
   from the manifest), as the inference service does;
-- INT8 vs FP32: when the bundle folder (or `--fp32-dir`, e.g. the export folder
-  `.data/runs/reference/export` that `cxr-report export` leaves) holds `*.fp32.onnx` twins of its (INT8)
-  files, the FP32 twin is run the same way and compared: speed, label agreement and identical text.
+- INT8 vs FP32: the bundle's FP32 twin (`*.fp32.onnx` files in the bundle or in `--fp32-dir`, e.g. the
+  export folder `.data/runs/reference/export`; otherwise re-exported from the bundle's `source/` weights)
+  is run the same way and compared: speed, label agreement and identical text.
 Writes bench/results/inference_cpu.json.
 """
 
@@ -113,6 +113,20 @@ def fp32_twin(bundle: Path, workdir: Path, fp32_dir: Path | None = None) -> Path
     return dest
 
 
+def fp32_from_source(bundle: Path, workdir: Path) -> tuple[Path | None, str]:
+    """The FP32 twin re-exported from the bundle's `source/` folder (the weights its INT8 files were
+    quantised from; needs torch, i.e. the `.[train]` extra that `make install` installs)."""
+    source = bundle / "source"
+    if not (source / "state.json").is_file():
+        return None, f"no *.fp32.onnx twins and no {source.name}/ folder in the bundle: not measured"
+    try:
+        from libs.model.export import export_fp32
+    except ImportError as exc:
+        return None, f"re-exporting from {source} needs the .[train] extra ({exc}): not measured"
+    export_fp32(source, workdir / "fp32-export")
+    return fp32_twin(bundle, workdir, workdir / "fp32-export"), f"re-exported from the bundle's {source.name}/ weights"
+
+
 def parity(a: list, b: list) -> dict:
     labels = same_labels = same_text = 0
     for x, y in zip(a, b, strict=True):
@@ -152,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
         result["batched_vs_unbatched_throughput"] = round(
             result["batched"]["studies_per_hour"] / result["unbatched"]["studies_per_hour"], 2)
         twin = fp32_twin(bundle, Path(tmp), args.fp32_dir)
+        result["fp32_graphs"] = f"*.fp32.onnx files in the bundle or {args.fp32_dir}"
+        if twin is None:
+            twin, result["fp32_graphs"] = fp32_from_source(bundle, Path(tmp))
         if twin is not None:
             fp32 = BundleRunner(twin)
             result["unbatched_fp32"], outs32 = run_unbatched(fp32, images, ctx)
@@ -159,8 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
                 result["unbatched"]["studies_per_hour"] / result["unbatched_fp32"]["studies_per_hour"], 2)
             result["int8_vs_fp32_parity"] = parity(outs8, outs32)
         else:
-            result["int8_vs_fp32"] = (f"no *.fp32.onnx twins in the bundle or {args.fp32_dir} (run cxr-report export): "
-                                      "not measured")
+            result["int8_vs_fp32"] = result.pop("fp32_graphs")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "inference_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -32,14 +32,22 @@ OPSET = 17
 IR_VERSION = 8
 
 
-def load_trained(cfg: TrainConfig):
-    """(ReportModel in eval mode, state dict from state.json)."""
+# The bundle's `source/` folder: the trained weights its ONNX files were exported from (fp16 safetensors
+# shards + index), state.json (normalisation, Platt calibration, thresholds) and config.json (the recipe).
+# The services never read it; it lets anyone re-export the FP32 graphs (INT8 vs FP32 benchmark, parity)
+# or serve the same model in PyTorch (bench/bench_gpu.py) from a plain checkout, without the run folder.
+SOURCE_DIR = "source"
+
+
+def load_trained(cfg: TrainConfig, source: Path | None = None):
+    """(ReportModel in eval mode, state dict from state.json), from the run folder or from a bundle's
+    `source/` folder."""
     import torch
 
     from libs.model.checkpoint import load_sharded
     from libs.model.vlm import ReportModel
 
-    out = cfg.out
+    out = cfg.out if source is None else Path(source)
     state = json.loads((out / "state.json").read_text(encoding="utf-8"))
     weights = load_sharded(out / "weights")
     vocab = weights["decoder.tok.weight"].shape[0]
@@ -136,6 +144,38 @@ def export_decoder(model, path: Path, image_tokens: bool, with_mask: bool = True
                   output_names=out_names, dynamic_axes=dyn, opset_version=OPSET)
     _set_ir(path)
     return path
+
+
+def write_source(cfg: TrainConfig, bundle: Path) -> Path:
+    """Copy the run's weights, state.json and the recipe into `bundle/source/` (replacing an older copy)."""
+    dest = Path(bundle) / SOURCE_DIR
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(cfg.out / "weights", dest / "weights")
+    shutil.copy(cfg.out / "state.json", dest / "state.json")
+    (dest / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=1) + "\n", encoding="utf-8")
+    return dest
+
+
+def load_source(source: Path) -> tuple[TrainConfig, object, dict]:
+    """(recipe, ReportModel, state) from a bundle's `source/` folder."""
+    source = Path(source)
+    cfg = TrainConfig.model_validate(json.loads((source / "config.json").read_text(encoding="utf-8")))
+    model, state = load_trained(cfg, source)
+    return cfg, model, state
+
+
+def export_fp32(source: Path, dest: Path) -> dict[str, Path]:
+    """Re-export the FP32 graphs (`encoder.fp32.onnx`, `decoder.fp32.onnx` when the model has a decoder)
+    from a bundle's `source/` folder into `dest`: the same graphs `cxr-report export` quantised."""
+    cfg, model, state = load_source(source)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    image_tokens = bool(state.get("image_tokens"))
+    files = {"encoder": export_encoder(model, state, dest / "encoder.fp32.onnx", cfg.image_size, image_tokens)}
+    if "lm" in state.get("done", []):
+        files["decoder"] = export_decoder(model, dest / "decoder.fp32.onnx", image_tokens)
+    return files
 
 
 def _quiet_export(*args, **kwargs) -> None:
@@ -339,6 +379,7 @@ def export_bundle(cfg: TrainConfig, *, progress: bool = True) -> dict:
     else:
         for stale in ("decoder.onnx", "tokenizer.json"):
             (bundle / stale).unlink(missing_ok=True)
+    write_source(cfg, bundle)
     metrics = {"calibration": state["stages"].get("detector", {}).get("calibration", {}),
                "calibration_split": state.get("calibration_split"), "parity_int8_vs_fp32": parity,
                "train_seconds": state.get("train_seconds")}

@@ -242,3 +242,35 @@ def test_export_leaves_no_scratch_files_in_the_working_directory(tiny):
     cwd = Path.cwd()
     assert not (cwd / "sym_shape_infer_temp.onnx").exists()
     assert not [p.name for p in cwd.glob("*.data") if not p.name.startswith(".")]  # .data: our git-ignored run folder
+
+
+def test_bundle_source_reexports_the_fp32_graphs_it_was_quantised_from(tiny, tmp_path):
+    """The bundle's source/ folder (weights, state, recipe) gives back the FP32 graphs `export` quantised:
+    the same outputs, from a checkout without the run folder; the benchmark's FP32 twin comes from it."""
+    import onnxruntime as ort
+
+    from bench.bench_inference import fp32_from_source
+    from libs.bundle.runner import BundleRunner
+    from libs.model.export import SOURCE_DIR, export_fp32
+
+    cfg = tiny[0]
+    bundle = cfg.path(cfg.bundle_dir)
+    source = bundle / SOURCE_DIR
+    copied, run = (json.loads((d / "state.json").read_text()) for d in (source, cfg.out))
+    assert copied["thresholds"] == run["thresholds"] and copied["normalization"] == run["normalization"]
+    assert sorted(p.name for p in (source / "weights").iterdir()) == sorted(p.name for p in (cfg.out / "weights").iterdir())
+    files = export_fp32(source, tmp_path / "again")
+    assert set(files) == {"encoder", "decoder"}
+    x = np.random.default_rng(0).normal(size=(2, 1, cfg.image_size, cfg.image_size)).astype(np.float32)
+    ours = ort.InferenceSession(str(files["encoder"])).run(None, {"image": x})
+    theirs = ort.InferenceSession(str(cfg.out / "export" / "encoder.fp32.onnx")).run(None, {"image": x})
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert files["decoder"].read_bytes() == (cfg.out / "export" / "decoder.fp32.onnx").read_bytes()
+
+    (tmp_path / "work").mkdir()
+    twin, how = fp32_from_source(bundle, tmp_path / "work")
+    assert twin is not None and "source" in how
+    runner = BundleRunner(twin)
+    assert runner.manifest.files.encoder == "encoder.fp32.onnx" and runner.manifest.files.decoder == "decoder.fp32.onnx"
+    assert runner.predict(np.full((1, cfg.image_size, cfg.image_size), 0.5, np.float32))[0].text is not None
