@@ -3,13 +3,16 @@
   python -m bench.bench_inference [--studies 48] [--bundle models/reference]
 
 Side by side in one run, on the same preprocessed inputs (the bundled sample study plus flipped/shifted
-variants, so the model sees different images):
+variants, so the model sees different images), in `--rounds` rounds that each run every mode once (so
+drift on a shared machine spreads over all modes; each ratio is reported per round, median first):
 - unbatched: one study at a time through BundleRunner.predict (what a worker without batching does);
 - batched: 8 client threads submit all studies at once through the DynamicBatcher (max batch and delay
   from the manifest), as the inference service does;
 - INT8 vs FP32: the bundle's FP32 twin (`*.fp32.onnx` files in the bundle or in `--fp32-dir`, e.g. the
   export folder `.data/runs/reference/export`; otherwise re-exported from the bundle's `source/` weights)
-  is run the same way and compared: speed, label agreement and identical text.
+  is run the same way and compared: speed, label agreement and identical text; and per part on the
+  same work (encoder on the same images, decoder on the same prompts), since end to end each bundle's
+  own scores write slightly different prompts.
 Writes bench/results/inference_cpu.json.
 """
 
@@ -138,12 +141,49 @@ def parity(a: list, b: list) -> dict:
     return {"label_agreement": round(same_labels / max(labels, 1), 4), "identical_text_rate": round(same_text / len(a), 4)}
 
 
+def _spread(values: list[float]) -> dict:
+    return {"median": round(float(np.median(values)), 2), "min": round(min(values), 2), "max": round(max(values), 2),
+            "rounds": [round(v, 2) for v in values]}
+
+
+def components(int8: BundleRunner, fp32: BundleRunner, images: list[np.ndarray], ctx: ClinicalContext,
+               reps: int = 3) -> dict:
+    """INT8 vs FP32 per part, on the SAME work: the encoder on the same images (batch 1), the decoder on
+    the same prompts (from the INT8 encoder's findings). End to end, each bundle writes its own prompts
+    (its scores differ a little), so its decoding work differs too; this is the like-for-like view.
+    Calls alternate between the two bundles, so drift on a shared machine hits both alike."""
+    from libs.bundle.decoder import prompt_for
+
+    xs = [int8._prepare(img[None]) for img in images]
+    prompts = [prompt_for(out.predictions, ctx) for out in int8.predict(np.stack(images), [ctx] * len(images))]
+    enc = {"int8": 0.0, "fp32": 0.0}
+    dec = {"int8": 0.0, "fp32": 0.0}
+    for rep in range(reps):
+        for i, (x, prompt) in enumerate(zip(xs, prompts, strict=True)):
+            order = (("int8", int8), ("fp32", fp32)) if (i + rep) % 2 == 0 else (("fp32", fp32), ("int8", int8))
+            for name, runner in order:
+                s = time.perf_counter()
+                runner._run(x, runner._output_names)
+                enc[name] += time.perf_counter() - s
+                s = time.perf_counter()
+                runner._decoder.generate_many([prompt])
+                dec[name] += time.perf_counter() - s
+    n = reps * len(images)
+    return {"encoder_ms_per_image": {k: round(v / n * 1000, 2) for k, v in enc.items()},
+            "encoder_int8_vs_fp32": round(enc["fp32"] / enc["int8"], 2),
+            "decoder_ms_per_report_same_prompts": {k: round(v / n * 1000, 2) for k, v in dec.items()},
+            "decoder_int8_vs_fp32": round(dec["fp32"] / dec["int8"], 2),
+            "study_int8_vs_fp32_same_work": round((enc["fp32"] + dec["fp32"]) / (enc["int8"] + dec["int8"]), 2)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; ratios are per round, median reported")
     parser.add_argument("--bundle", type=Path, default=REPO_ROOT / "models" / "reference")
     parser.add_argument("--fp32-dir", type=Path, default=REPO_ROOT / ".data" / "runs" / "reference" / "export",
                         help="where to look for *.fp32.onnx twins besides the bundle (default: the export folder)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "inference_cpu.json")
     args = parser.parse_args(argv)
     ctx = ClinicalContext(age=67, sex="M", indication="Shortness of breath")
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,25 +200,39 @@ def main(argv: list[str] | None = None) -> dict:
             "providers": runner.providers,
             "cpu_count": os.cpu_count(),
             "has_decoder": runner.manifest.files.decoder is not None,
+            "decoding": runner.manifest.generation.model_dump() if runner.manifest.generation else None,
+            "method": (f"{args.rounds} rounds; each round runs every mode once over the same {args.studies} studies, "
+                       "one mode after the other; ratios are per round (median, min, max)"),
         }
-        result["unbatched"], outs8 = run_unbatched(runner, images, ctx)
-        result["batched"], _ = run_batched(runner, images, ctx)
-        result["batched_vs_unbatched_throughput"] = round(
-            result["batched"]["studies_per_hour"] / result["unbatched"]["studies_per_hour"], 2)
         twin = fp32_twin(bundle, Path(tmp), args.fp32_dir)
         result["fp32_graphs"] = f"*.fp32.onnx files in the bundle or {args.fp32_dir}"
         if twin is None:
             twin, result["fp32_graphs"] = fp32_from_source(bundle, Path(tmp))
-        if twin is not None:
-            fp32 = BundleRunner(twin)
-            result["unbatched_fp32"], outs32 = run_unbatched(fp32, images, ctx)
-            result["int8_vs_fp32_throughput"] = round(
-                result["unbatched"]["studies_per_hour"] / result["unbatched_fp32"]["studies_per_hour"], 2)
+        fp32 = BundleRunner(twin) if twin is not None else None
+        rounds: dict[str, list] = {"unbatched": [], "batched": [], "unbatched_fp32": []}
+        outs8 = outs32 = None
+        for _ in range(args.rounds):
+            row, outs8 = run_unbatched(runner, images, ctx)
+            rounds["unbatched"].append(row)
+            rounds["batched"].append(run_batched(runner, images, ctx)[0])
+            if fp32 is not None:
+                row, outs32 = run_unbatched(fp32, images, ctx)
+                rounds["unbatched_fp32"].append(row)
+        last = {k: v[-1] for k, v in rounds.items() if v}
+        for key, row in last.items():
+            result[key] = {**row, "studies_per_hour_rounds": [r["studies_per_hour"] for r in rounds[key]]}
+        result["batched_vs_unbatched_throughput"] = _spread(
+            [b["studies_per_hour"] / u["studies_per_hour"] for b, u in zip(rounds["batched"], rounds["unbatched"])])
+        if fp32 is not None:
+            result["int8_vs_fp32_throughput"] = _spread(
+                [a["studies_per_hour"] / b["studies_per_hour"] for a, b in zip(rounds["unbatched"], rounds["unbatched_fp32"])])
             result["int8_vs_fp32_parity"] = parity(outs8, outs32)
+            if runner.has_decoder:
+                result["int8_vs_fp32_components"] = components(runner, fp32, images, ctx)
         else:
             result["int8_vs_fp32"] = result.pop("fp32_graphs")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "inference_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 

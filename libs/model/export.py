@@ -6,9 +6,10 @@
     decoder.onnx   one step with key/value cache (libs.bundle.decoder documents the I/O)
     tokenizer.json Hugging Face tokenizers file (read at serving time by libs.bundle.bpe)
 
-Quantisation: onnxruntime.quantization.quantize_static, QDQ format, int8 weights (per channel) and
-activations, MinMax calibration on training images (encoder) and on decoder steps recorded while
-generating from training-split prompts (decoder). In the decoder only the weight MatMuls are quantised
+Quantisation: onnxruntime.quantization.quantize_static, QDQ format, int8 weights (per channel), int8 or
+uint8 activations (config `export.encoder_activations` / `decoder_activations`), MinMax calibration on
+training images (encoder) and on decoder steps recorded while generating from training-split prompts
+(decoder). In the decoder only the weight MatMuls are quantised
 (attention score/value products, LayerNorm, softmax and the embedding lookup stay float). The FP32
 graphs are kept in the run folder; parity (label agreement, AUROC, identical-token rate, BLEU/ROUGE
 deltas) is measured and written into the manifest.
@@ -229,7 +230,9 @@ def _weight_matmuls(path: Path) -> list[str]:
 
 
 def quantize(fp32: Path, int8: Path, feeds: list[dict], nodes: list[str] | None = None,
-             op_types: list[str] | None = None) -> Path:
+             op_types: list[str] | None = None, activations: str = "int8") -> Path:
+    """Static INT8 (QDQ): int8 per-channel symmetric weights, `activations` ("int8" or "uint8")
+    asymmetric, MinMax-calibrated on `feeds`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -243,7 +246,8 @@ def quantize(fp32: Path, int8: Path, feeds: list[dict], nodes: list[str] | None 
         except Exception:  # symbolic shape inference can fail on exotic graphs; quantise the raw graph then
             shutil.copy(fp32, pre)
         quantize_static(str(pre), str(int8), _ListReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+                        weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_quantize=nodes,
                         op_types_to_quantize=op_types,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
@@ -341,7 +345,8 @@ def export_bundle(cfg: TrainConfig, *, progress: bool = True) -> dict:
     enc8 = out / "encoder.int8.onnx"
     dec8 = out / "decoder.int8.onnx"
     if cfg.export.quantize:
-        quantize(enc32, enc8, [{"image": calib_x[i:i + 1]} for i in range(len(calib_x))], op_types=["Conv"])
+        quantize(enc32, enc8, [{"image": calib_x[i:i + 1]} for i in range(len(calib_x))], op_types=["Conv"],
+                 activations=cfg.export.encoder_activations)
     else:
         shutil.copy(enc32, enc8)
     if dec32 is not None:
@@ -362,7 +367,7 @@ def export_bundle(cfg: TrainConfig, *, progress: bool = True) -> dict:
             prompts = prompts[: len(toks)]
         if cfg.export.quantize:
             feeds = decoder_calibration_feeds(dec32, tok_path, prompts, prefix=prefix)
-            quantize(dec32, dec8, feeds, nodes=_weight_matmuls(dec32))
+            quantize(dec32, dec8, feeds, nodes=_weight_matmuls(dec32), activations=cfg.export.decoder_activations)
         else:
             shutil.copy(dec32, dec8)
 

@@ -274,3 +274,23 @@ def test_bundle_source_reexports_the_fp32_graphs_it_was_quantised_from(tiny, tmp
     runner = BundleRunner(twin)
     assert runner.manifest.files.encoder == "encoder.fp32.onnx" and runner.manifest.files.decoder == "decoder.fp32.onnx"
     assert runner.predict(np.full((1, cfg.image_size, cfg.image_size), 0.5, np.float32))[0].text is not None
+
+
+def test_inference_benchmark_compares_int8_with_the_fp32_re_exported_from_source(tiny, tmp_path):
+    """bench/bench_inference.py on a bundle with a decoder and no FP32 files: the FP32 twin comes from
+    source/, every ratio is reported per round, and the like-for-like per-part comparison is there."""
+    from bench.bench_inference import main
+
+    cfg = tiny[0]
+    out = tmp_path / "inference.json"
+    result = main(["--bundle", str(cfg.path(cfg.bundle_dir)), "--fp32-dir", str(tmp_path / "none"), "--studies", "4",
+                   "--rounds", "2", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert "source" in result["fp32_graphs"]
+    for key in ("batched_vs_unbatched_throughput", "int8_vs_fp32_throughput"):
+        spread = result[key]
+        assert len(spread["rounds"]) == 2 and spread["min"] <= spread["median"] <= spread["max"]
+    assert result["unbatched"]["n"] == result["unbatched_fp32"]["n"] == 4
+    parts = result["int8_vs_fp32_components"]
+    assert parts["encoder_int8_vs_fp32"] > 0 and parts["decoder_int8_vs_fp32"] > 0
+    assert set(parts["decoder_ms_per_report_same_prompts"]) == {"int8", "fp32"}
