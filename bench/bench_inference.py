@@ -8,6 +8,7 @@ drift on a shared machine spreads over all modes; each ratio is reported per rou
 - unbatched: one study at a time through BundleRunner.predict (what a worker without batching does);
 - batched: 8 client threads submit all studies at once through the DynamicBatcher (max batch and delay
   from the manifest), as the inference service does;
+- both again with greedy decoding (CXR_NUM_BEAMS=1) when the bundle's manifest asks for beam search;
 - INT8 vs FP32: the bundle's FP32 twin (`*.fp32.onnx` files in the bundle or in `--fp32-dir`, e.g. the
   export folder `.data/runs/reference/export`; otherwise re-exported from the bundle's `source/` weights)
   is run the same way and compared: speed, label agreement and identical text; and per part on the
@@ -209,7 +210,10 @@ def main(argv: list[str] | None = None) -> dict:
         if twin is None:
             twin, result["fp32_graphs"] = fp32_from_source(bundle, Path(tmp))
         fp32 = BundleRunner(twin) if twin is not None else None
-        rounds: dict[str, list] = {"unbatched": [], "batched": [], "unbatched_fp32": []}
+        # The same bundle decoding greedily (CXR_NUM_BEAMS=1), when its manifest asks for beam search.
+        greedy = BundleRunner(bundle, num_beams=1) if (runner.num_beams or 1) > 1 else None
+        rounds: dict[str, list] = {"unbatched": [], "batched": [], "unbatched_fp32": [], "unbatched_greedy": [],
+                                   "batched_greedy": []}
         outs8 = outs32 = None
         for _ in range(args.rounds):
             row, outs8 = run_unbatched(runner, images, ctx)
@@ -218,11 +222,18 @@ def main(argv: list[str] | None = None) -> dict:
             if fp32 is not None:
                 row, outs32 = run_unbatched(fp32, images, ctx)
                 rounds["unbatched_fp32"].append(row)
+            if greedy is not None:
+                rounds["unbatched_greedy"].append(run_unbatched(greedy, images, ctx)[0])
+                rounds["batched_greedy"].append(run_batched(greedy, images, ctx)[0])
         last = {k: v[-1] for k, v in rounds.items() if v}
         for key, row in last.items():
             result[key] = {**row, "studies_per_hour_rounds": [r["studies_per_hour"] for r in rounds[key]]}
         result["batched_vs_unbatched_throughput"] = _spread(
             [b["studies_per_hour"] / u["studies_per_hour"] for b, u in zip(rounds["batched"], rounds["unbatched"])])
+        if greedy is not None:
+            result["batched_vs_unbatched_throughput_greedy"] = _spread(
+                [b["studies_per_hour"] / u["studies_per_hour"]
+                 for b, u in zip(rounds["batched_greedy"], rounds["unbatched_greedy"])])
         if fp32 is not None:
             result["int8_vs_fp32_throughput"] = _spread(
                 [a["studies_per_hour"] / b["studies_per_hour"] for a, b in zip(rounds["unbatched"], rounds["unbatched_fp32"])])

@@ -52,9 +52,14 @@ class BundleRunner:
         session_options: ort.SessionOptions | None = None,
         cache_dir: Path | str | None = None,
         sessions: tuple | None = None,
+        num_beams: int | None = None,
     ):
         # `sessions`: (encoder, decoder or None) objects with onnxruntime's session interface, used
         # instead of loading the bundle's ONNX files (libs.model.torch_runtime runs the model in torch).
+        # `num_beams`: overrides the manifest's generation.num_beams (1 = greedy), e.g. CXR_NUM_BEAMS.
+        if num_beams is not None and not 1 <= num_beams <= 8:
+            raise ValueError(f"num_beams must be between 1 and 8, got {num_beams}")
+        self._num_beams = num_beams
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
         if self.manifest.test_only:
@@ -112,6 +117,11 @@ class BundleRunner:
     def has_decoder(self) -> bool:
         return self._decoder is not None
 
+    @property
+    def num_beams(self) -> int | None:
+        """Beams the report decoder uses (1 = greedy), or None without a decoder."""
+        return None if self._decoder is None else self._decoder.num_beams
+
     def _load_decoder(self, providers, session_options):
         """The bundle's report decoder (libs.bundle.decoder), or None when the bundle has none."""
         m = self.manifest
@@ -122,9 +132,11 @@ class BundleRunner:
         gen = m.generation or Generation()
         decoder = ReportDecoder(self.bundle_dir / m.files.decoder, self.bundle_dir / m.files.tokenizer,
                                 max_new_tokens=gen.max_new_tokens, no_repeat_ngram_size=gen.no_repeat_ngram_size,
-                                num_beams=gen.num_beams, length_penalty=gen.length_penalty,
+                                num_beams=self._num_beams or gen.num_beams, length_penalty=gen.length_penalty,
                                 providers=list(self.providers), session_options=session_options,
                                 cache_dir=self.cache_dir, session=self._injected_decoder)
+        log.info("report decoding: %s (%s)", "greedy" if decoder.num_beams == 1 else f"beam search, {decoder.num_beams} beams",
+                 "num_beams override" if self._num_beams else "bundle manifest")
         if gen.image_tokens:
             if ENCODER_IMAGE_TOKENS not in {o.name for o in self._session.get_outputs()}:
                 raise BundleUnavailable(f"generation.image_tokens is true but the encoder has no {ENCODER_IMAGE_TOKENS!r} output")

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     batching: bool = Field(default=True, description="Batch concurrent studies in the inference service")
     max_batch_size: int | None = Field(default=None, ge=1, le=256)
     max_queue_delay_ms: float | None = Field(default=None, ge=0, le=10_000)
+    num_beams: int | None = Field(default=None, ge=1, le=8,
+                                  description="Report decoding: 1 = greedy, k > 1 = beam search; unset: the bundle manifest's")
     execution_providers: str | None = Field(
         default=None, description="Comma-separated onnxruntime providers to try in order; unset: TensorRT, CUDA, CPU "
                                   "(whichever are installed)")

@@ -30,6 +30,7 @@ class InferenceStatus:
     batching: bool
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
+    num_beams: int | None = None  # report decoding (1 = greedy); None: the bundle has no decoder
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

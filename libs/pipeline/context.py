@@ -47,7 +47,8 @@ class PipelineContext:
 
                 s = self.settings
                 wanted = [p.strip() for p in (s.execution_providers or "").split(",") if p.strip()] or None
-                runner = BundleRunner(s.bundle_path, wanted, cache_dir=s.provider_cache_dir or s.data_dir / "provider-cache")
+                runner = BundleRunner(s.bundle_path, wanted, cache_dir=s.provider_cache_dir or s.data_dir / "provider-cache",
+                                      num_beams=s.num_beams)
                 metrics.record_providers(runner.model_name, runner.model_version, list(runner.providers))
                 self._runner = runner
                 runtime_status.publish_local(self.runtime_status())
@@ -61,7 +62,8 @@ class PipelineContext:
         size, delay = self.batch_limits() if self.settings.batching else (None, None)
         return InferenceStatus(worker=worker_name(), model_name=runner.model_name,
                                model_version=runner.model_version, providers=list(runner.providers),
-                               batching=self.settings.batching, max_batch_size=size, max_queue_delay_ms=delay)
+                               batching=self.settings.batching, max_batch_size=size, max_queue_delay_ms=delay,
+                               num_beams=runner.num_beams)
 
     def batch_limits(self) -> tuple[int, float]:
         """(max_batch_size, max_queue_delay_ms): the environment overrides the bundle's manifest."""

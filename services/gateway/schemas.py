@@ -89,6 +89,7 @@ class InferenceWorkerOut(BaseModel):
     batching: bool
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
+    num_beams: int | None = Field(default=None, description="Report decoding: 1 = greedy, k > 1 = beam search; null: no decoder")
 
 
 class ReadyOut(BaseModel):

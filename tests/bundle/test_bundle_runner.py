@@ -197,3 +197,27 @@ def test_test_only_bundle_is_logged(random_bundle: Path, caplog: pytest.LogCaptu
 def test_missing_bundle(tmp_path: Path):
     with pytest.raises(BundleUnavailable, match="no model bundle installed at"):
         BundleRunner(tmp_path / "none")
+
+
+def test_num_beams_override_reaches_the_decoder_and_the_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """CXR_NUM_BEAMS (Settings.num_beams) overrides the manifest's decoding; /readyz's status shows it."""
+    from libs.core.config import REPO_ROOT, Settings
+    from libs.observability import runtime_status
+    from libs.pipeline.context import PipelineContext
+
+    reference = REPO_ROOT / "models" / "reference"
+    manifest_beams = BundleRunner(reference).num_beams
+    assert manifest_beams == 4
+    greedy = BundleRunner(reference, num_beams=1)
+    assert greedy.num_beams == 1
+    image = np.full((1, greedy.image_size, greedy.image_size), 0.5, np.float32)
+    assert greedy.predict(image)[0].text
+    with pytest.raises(ValueError, match="num_beams"):
+        BundleRunner(reference, num_beams=0)
+
+    monkeypatch.setattr(runtime_status, "LOCAL", {})
+    monkeypatch.setenv("CXR_NUM_BEAMS", "2")
+    settings = Settings(data_dir=tmp_path, bundle_path=reference, image_size=greedy.image_size, queue_backend="inprocess")
+    assert settings.num_beams == 2
+    status = PipelineContext.from_settings(settings).runtime_status()
+    assert status.num_beams == 2 and status.model_version == greedy.model_version

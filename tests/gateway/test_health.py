@@ -119,6 +119,7 @@ def test_readyz_lists_the_in_process_inference_runtime(make_settings, monkeypatc
     assert worker["model_name"] == runner.model_name and worker["model_version"] == runner.model_version
     assert worker["providers"] == ["CPUExecutionProvider"]
     assert worker["batching"] is True and worker["max_batch_size"] == 8 and worker["max_queue_delay_ms"] == 100
+    assert worker["num_beams"] is None  # this test bundle has no report decoder
 
 
 def test_readyz_lists_inference_workers_from_redis_heartbeats(make_settings) -> None:  # noqa: ANN001
