@@ -132,6 +132,9 @@ class ExportConfig(_Strict):
     # (1.3 ms). The decoder's weight MatMuls showed no difference either way.
     encoder_activations: Literal["uint8", "int8"] = "uint8"
     decoder_activations: Literal["uint8", "int8"] = "int8"
+    # TensorRT imports only symmetric int8 Q/DQ (zero points all 0, no uint8); the CPU prefers asymmetric.
+    # A bundle meant for TensorRT INT8: both activations "int8" and this true.
+    symmetric_activations: bool = False
 
 
 class TrainConfig(_Strict):

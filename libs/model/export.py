@@ -230,9 +230,11 @@ def _weight_matmuls(path: Path) -> list[str]:
 
 
 def quantize(fp32: Path, int8: Path, feeds: list[dict], nodes: list[str] | None = None,
-             op_types: list[str] | None = None, activations: str = "int8") -> Path:
-    """Static INT8 (QDQ): int8 per-channel symmetric weights, `activations` ("int8" or "uint8")
-    asymmetric, MinMax-calibrated on `feeds`."""
+             op_types: list[str] | None = None, activations: str = "int8", symmetric: bool = False) -> Path:
+    """Static INT8 (QDQ): int8 per-channel symmetric weights, `activations` ("int8" or "uint8"),
+    asymmetric unless `symmetric` (TensorRT's form), MinMax-calibrated on `feeds`."""
+    if symmetric and activations != "int8":
+        raise ValueError("symmetric activations need activations='int8' (TensorRT takes no uint8 Q/DQ)")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -250,7 +252,7 @@ def quantize(fp32: Path, int8: Path, feeds: list[dict], nodes: list[str] | None 
                         weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, nodes_to_quantize=nodes,
                         op_types_to_quantize=op_types,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
     pre.unlink(missing_ok=True)
     _set_ir(int8)
     return int8
@@ -346,7 +348,7 @@ def export_bundle(cfg: TrainConfig, *, progress: bool = True) -> dict:
     dec8 = out / "decoder.int8.onnx"
     if cfg.export.quantize:
         quantize(enc32, enc8, [{"image": calib_x[i:i + 1]} for i in range(len(calib_x))], op_types=["Conv"],
-                 activations=cfg.export.encoder_activations)
+                 activations=cfg.export.encoder_activations, symmetric=cfg.export.symmetric_activations)
     else:
         shutil.copy(enc32, enc8)
     if dec32 is not None:
@@ -367,7 +369,8 @@ def export_bundle(cfg: TrainConfig, *, progress: bool = True) -> dict:
             prompts = prompts[: len(toks)]
         if cfg.export.quantize:
             feeds = decoder_calibration_feeds(dec32, tok_path, prompts, prefix=prefix)
-            quantize(dec32, dec8, feeds, nodes=_weight_matmuls(dec32), activations=cfg.export.decoder_activations)
+            quantize(dec32, dec8, feeds, nodes=_weight_matmuls(dec32), activations=cfg.export.decoder_activations,
+                     symmetric=cfg.export.symmetric_activations)
         else:
             shutil.copy(dec32, dec8)
 

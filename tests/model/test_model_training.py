@@ -294,3 +294,32 @@ def test_inference_benchmark_compares_int8_with_the_fp32_re_exported_from_source
     parts = result["int8_vs_fp32_components"]
     assert parts["encoder_int8_vs_fp32"] > 0 and parts["decoder_int8_vs_fp32"] > 0
     assert set(parts["decoder_ms_per_report_same_prompts"]) == {"int8", "fp32"}
+
+
+@pytest.mark.parametrize("activations,symmetric", [("uint8", False), ("int8", True)])
+def test_quantize_activation_forms(tiny, tmp_path, activations, symmetric):
+    """uint8 asymmetric activations (the CPU's fast form) or symmetric int8 ones (the only Q/DQ TensorRT
+    imports: every zero point 0); weights stay symmetric int8 either way."""
+    import onnx
+    from onnx import numpy_helper
+
+    from libs.model.export import quantize
+
+    cfg = tiny[0]
+    rng = np.random.default_rng(0)
+    feeds = [{"image": rng.normal(size=(1, 1, cfg.image_size, cfg.image_size)).astype(np.float32)} for _ in range(4)]
+    out = quantize(cfg.out / "export" / "encoder.fp32.onnx", tmp_path / "q.onnx", feeds, op_types=["Conv"],
+                   activations=activations, symmetric=symmetric)
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[2] in inits]
+    assert zero_points
+    want = np.uint8 if activations == "uint8" else np.int8
+    assert all(z.dtype == want for z in zero_points)
+    if symmetric:
+        assert all(not z.any() for z in zero_points)
+    else:
+        assert any(z.any() for z in zero_points)  # asymmetric: some activation range is not centred on 0
+    with pytest.raises(ValueError, match="symmetric"):
+        quantize(cfg.out / "export" / "encoder.fp32.onnx", tmp_path / "bad.onnx", feeds, activations="uint8",
+                 symmetric=True)
