@@ -336,19 +336,19 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
         refs = [r.text for r in test]
         ref_results = _label_all(refs)
         conditions = {}
+        # condition -> (findings per report, QA thresholds). A's "head" is the reference labels themselves
+        # (an oracle for all 14; its scores 1.0 / 0.6 / 0.0 are decided at 0.5, as its prompts say);
+        # B's is the bundle's, with the manifest's thresholds.
         cond_inputs = {
-            "A_reference_labels": [reference_findings(r.statuses) for r in test],
+            "A_reference_labels": ([reference_findings(r.statuses) for r in test], {}),
         }
         if head is not None:
-            cond_inputs["B_bundle"] = [head.sample(r.statuses, rng) for r in test]
-        for cond, findings in cond_inputs.items():
+            cond_inputs["B_bundle"] = ([head.sample(r.statuses, rng) for r in test], dict(manifest.thresholds))
+        for cond, (findings, thresholds) in cond_inputs.items():
             prompts = [build_prompt(context_text(r.context), findings_prompt(f)) for r, f in zip(test, findings)]
             texts = _generate(decoder, prompts, progress, cond)
             conditions[cond] = _score_condition(test, prompts, [_decisions(f) for f in findings], texts, normal,
                                                 retrieval, ref_results, bootstrap, cfg.seed)
-            # Condition A's "head" is the reference labels themselves (an oracle for all 14), B's is the bundle's.
-            # (A's scores are 1.0 / 0.6 / 0.0 decided at 0.5, as its prompts say.)
-            thresholds = {} if cond.startswith("A_") else dict(manifest.thresholds)
             conditions[cond]["qa_flags"] = qa_flag_stats(test, findings, texts, thresholds, manifest.name,
                                                          manifest.version)
         result["reports"] = {"split": "report test split by report id (IU: configs/splits/iu_reports.json)",
