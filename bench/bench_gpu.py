@@ -4,8 +4,9 @@
 
 For a GPU host with PyTorch + CUDA but no onnxruntime-gpu / TensorRT: the trained weights (the run
 folder `cxr-report train` leaves, e.g. `.data/runs/reference`, when it is there; otherwise the copy in
-the bundle's `source/` folder, so a plain checkout is enough) are served through libs.model.torch_runtime, i.e. the same BundleRunner, prompts, left-padded batched
-beam search and DynamicBatcher as the ONNX bundle, with the key/value cache kept on the GPU.
+the bundle's `source/` folder, so a plain checkout is enough) are served through libs.model.torch_runtime,
+i.e. the same BundleRunner, prompts, left-padded batched beam search and DynamicBatcher as the ONNX
+bundle, with the key/value cache kept on the GPU.
 
 Measured side by side in one run on the bundled sample study and flipped/shifted variants:
 - unbatched: one study at a time;

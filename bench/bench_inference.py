@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
                        "one mode after the other; ratios are per round (median, min, max)"),
         }
         twin = fp32_twin(bundle, Path(tmp), args.fp32_dir)
-        result["fp32_graphs"] = f"*.fp32.onnx files in the bundle or {args.fp32_dir}"
+        where = args.fp32_dir.resolve()
+        where = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+        result["fp32_graphs"] = f"*.fp32.onnx files in the bundle or {where}"
         if twin is None:
             twin, result["fp32_graphs"] = fp32_from_source(bundle, Path(tmp))
         fp32 = BundleRunner(twin) if twin is not None else None
