@@ -323,3 +323,19 @@ def test_quantize_activation_forms(tiny, tmp_path, activations, symmetric):
     with pytest.raises(ValueError, match="symmetric"):
         quantize(cfg.out / "export" / "encoder.fp32.onnx", tmp_path / "bad.onnx", feeds, activations="uint8",
                  symmetric=True)
+
+
+def test_gpu_benchmark_uses_the_bundle_source_without_a_run_folder(tiny, tmp_path):
+    """A plain checkout has no run folder: bench_gpu serves the weights in the bundle's source/."""
+    import yaml
+
+    from bench.bench_gpu import main
+
+    cfg = tiny[0]
+    raw = cfg.model_dump(mode="json")
+    raw["output_dir"] = str(tmp_path / "no-run-folder")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = main(["--config", str(config), "--device", "cpu", "--studies", "2", "--unbatched-studies", "1",
+                   "--max-batch", "2", "--clients", "2", "--delay-ms", "10", "--out", str(tmp_path / "gpu.json")])
+    assert "source" in result["model"] and result["unbatched"]["n"] == 1
