@@ -120,14 +120,15 @@ def fp32_twin(bundle: Path, workdir: Path, fp32_dir: Path | None = None) -> Path
 def fp32_from_source(bundle: Path, workdir: Path) -> tuple[Path | None, str]:
     """The FP32 twin re-exported from the bundle's `source/` folder (the weights its INT8 files were
     quantised from; needs torch, i.e. the `.[train]` extra that `make install` installs)."""
-    source = bundle / "source"
+    from libs.model.export import SOURCE_DIR, export_fp32  # torch is imported only when exporting
+
+    source = bundle / SOURCE_DIR
     if not (source / "state.json").is_file():
         return None, f"no *.fp32.onnx twins and no {source.name}/ folder in the bundle: not measured"
     try:
-        from libs.model.export import export_fp32
+        export_fp32(source, workdir / "fp32-export")
     except ImportError as exc:
         return None, f"re-exporting from {source} needs the .[train] extra ({exc}): not measured"
-    export_fp32(source, workdir / "fp32-export")
     return fp32_twin(bundle, workdir, workdir / "fp32-export"), f"re-exported from the bundle's {source.name}/ weights"
 
 

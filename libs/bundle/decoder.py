@@ -266,9 +266,9 @@ class ReportDecoder:
             raise ValueError("this decoder takes no image tokens (no prefix_embeds input)")
         return self._decode([prompt], prefix, max_new_tokens, num_beams)[0]
 
-    def _step_batch(self, ids: list[list[int]], past: list[np.ndarray],
-                    mask: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-        out = self._session.run(self._output_names, self.feed(ids, past, None, mask))
+    def _step_batch(self, ids: list[list[int]], past: list[np.ndarray], mask: np.ndarray | None = None,
+                    prefix: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = self._session.run(self._output_names, self.feed(ids, past, prefix, mask))
         return out[0], out[1:]
 
     def _empty_past(self, n: int) -> list[np.ndarray]:
@@ -319,8 +319,8 @@ class ReportDecoder:
             mask[i, n_prefix + width - len(e):] = 1
         if prefixes is not None:
             prefixes = np.ascontiguousarray(prefixes, dtype=np.float32)
-        out = self._session.run(self._output_names, self.feed(ids, self._empty_past(len(ids)), prefixes, mask))
-        tokens = (self._beam_many if beams > 1 else self._greedy_many)(out[0], out[1:], mask, limit, beams)
+        logits, past = self._step_batch(ids, self._empty_past(len(ids)), mask, prefixes)
+        tokens = (self._beam_many if beams > 1 else self._greedy_many)(logits, past, mask, limit, beams)
         ms = (time.perf_counter() - start) * 1000.0
         return [Generated(text=self.tokenizer.decode(t), token_ids=t, ms=ms) for t in tokens]
 
@@ -344,7 +344,7 @@ class ReportDecoder:
             if not keep or _step == limit - 1:
                 break
             if len(keep) < len(active):  # a study finished: drop its row (otherwise the cache stays as it is)
-                past = [p[keep] for p in past]
+                past = _reorder_rows(past, keep)
                 mask = mask[keep]
             active = [active[r] for r in keep]
             mask = np.concatenate([mask, np.ones((len(keep), 1), dtype=np.int64)], axis=1)

@@ -266,7 +266,7 @@ def decoder_calibration_feeds(decoder_path: Path, tokenizer_path: Path, prompts:
     dec = ReportDecoder(decoder_path, tokenizer_path)
     feeds = []
     for k, prompt in enumerate(prompts):
-        past = [np.zeros((1, h, 0, dh), dtype=np.float32) for h, dh in dec._past_shapes for _ in range(2)]
+        past = dec._empty_past(1)
         step_ids = dec.prompt_ids(prompt)
         for step in range(max_steps):
             p = None

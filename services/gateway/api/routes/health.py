@@ -37,11 +37,16 @@ def _check_database(engine) -> str:  # noqa: ANN001
     return "ok"
 
 
+def _redis_client(settings: Settings):  # noqa: ANN202 - redis.Redis
+    """A short-timeout client for one probe (closed by the caller)."""
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+
+
 def _check_redis(settings: Settings) -> str:
     try:
-        import redis
-
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        client = _redis_client(settings)
         try:
             client.ping()
         finally:
@@ -95,9 +100,7 @@ def _inference_workers(settings: Settings) -> list[InferenceWorkerOut]:
     from libs.observability import runtime_status
 
     if settings.queue_backend.strip().lower() == "celery":
-        import redis
-
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        client = _redis_client(settings)
         try:
             statuses = runtime_status.read_redis(client)
         finally:
