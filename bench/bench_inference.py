@@ -157,7 +157,8 @@ def components(int8: BundleRunner, fp32: BundleRunner, images: list[np.ndarray],
     from libs.bundle.decoder import prompt_for
 
     xs = [int8._prepare(img[None]) for img in images]
-    prompts = [prompt_for(out.predictions, ctx) for out in int8.predict(np.stack(images), [ctx] * len(images))]
+    fmt = int8.manifest.generation.prompt_format
+    prompts = [prompt_for(out.predictions, ctx, fmt) for out in int8.predict(np.stack(images), [ctx] * len(images))]
     enc = {"int8": 0.0, "fp32": 0.0}
     dec = {"int8": 0.0, "fp32": 0.0}
     for rep in range(reps):

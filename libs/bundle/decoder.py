@@ -14,7 +14,7 @@ Contract (docs/bundle.md, "Decoder"): `files.decoder` is one ONNX graph that run
 Positions are numbered from L inside the graph; with `attention_mask` they count only the real positions
 and padding keys are hidden, so studies with prompts of different lengths decode together, LEFT-padded,
 in one batch (generate_many). A decoder without it decodes one study at a time. The prompt is `build_prompt(context, predictions)`
-(format "cxr-findings-v1"), encoded by the bundle's tokenizer and framed `<bos> prompt <sep>`; the
+(format "cxr-findings-v2", or v1 for older bundles), encoded by the bundle's tokenizer and framed `<bos> prompt <sep>`; the
 report is generated after `<sep>` until `<eos>` or `generation.max_new_tokens`. Everything here is plain
 numpy + onnxruntime, so the services need no torch and no `tokenizers`.
 """
@@ -32,7 +32,11 @@ from libs.bundle.bpe import BPETokenizer, normalize_text
 from libs.core.errors import BundleUnavailable
 from libs.domain.labels import CHEXPERT_LABELS
 
-PROMPT_FORMAT = "cxr-findings-v1"
+# v1 wrote each probability to one decimal, so a positive at 0.89-0.95 and a negative at 0.9 read alike to
+# the decoder (bundle 1.2.1); v2 writes two decimals. Bundles name the format their decoder learnt.
+PROMPT_FORMATS = ("cxr-findings-v1", "cxr-findings-v2")
+PROMPT_FORMAT = "cxr-findings-v2"
+_DECIMALS = {"cxr-findings-v1": 1, "cxr-findings-v2": 2}
 PAD, UNK, BOS, EOS, SEP = "<pad>", "<unk>", "<bos>", "<eos>", "<sep>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS, SEP)
 
@@ -75,15 +79,18 @@ def context_prompt_from(context) -> str:
     return context_prompt(context.age, context.sex, context.indication, bool(context.prior_studies))
 
 
-def findings_prompt(findings: Sequence[tuple[str, float, bool]]) -> str:
+def findings_prompt(findings: Sequence[tuple[str, float, bool]], prompt_format: str = PROMPT_FORMAT) -> str:
     """[(label, probability, positive)] of the ASSESSED labels ->
-    'positive: pneumonia 0.9 | negative: cardiomegaly 0.1, edema 0.0'.
+    'positive: pneumonia 0.93 | negative: cardiomegaly 0.12, edema 0.00' (v2; v1: one decimal).
 
     Positive (probability >= threshold) and negative labels go to separate lists, each in
-    CHEXPERT_LABELS order, lower case, probability to one decimal, 'none' when empty. Labels that are
+    CHEXPERT_LABELS order, lower case, probability to two decimals (v1: one), 'none' when empty. Labels that are
     not assessed are in neither list (the decoder must not read them as negative); with none assessed
     the whole part is 'not assessed'.
     """
+    if prompt_format not in _DECIMALS:
+        raise ValueError(f"unknown prompt format {prompt_format!r}; known: {', '.join(PROMPT_FORMATS)}")
+    decimals = _DECIMALS[prompt_format]
     by_label = {label: (p, pos) for label, p, pos in findings}
     if not by_label:
         return "not assessed"
@@ -91,7 +98,7 @@ def findings_prompt(findings: Sequence[tuple[str, float, bool]]) -> str:
     for label in CHEXPERT_LABELS:
         if label in by_label:
             p, pos = by_label[label]
-            lists[bool(pos)].append(f"{label.lower()} {min(max(p, 0.0), 1.0):.1f}")
+            lists[bool(pos)].append(f"{label.lower()} {min(max(p, 0.0), 1.0):.{decimals}f}")
     return f"positive: {', '.join(lists[True]) or 'none'} | negative: {', '.join(lists[False]) or 'none'}"
 
 
@@ -100,10 +107,11 @@ def build_prompt(context_text: str, findings_text: str) -> str:
     return f"{findings_text} | context: {context_text}"
 
 
-def prompt_for(predictions, context=None) -> str:
-    """Prompt for one image from its LabelPredictions (libs.domain.model_output) and ClinicalContext."""
+def prompt_for(predictions, context=None, prompt_format: str = PROMPT_FORMAT) -> str:
+    """Prompt for one image from its LabelPredictions (libs.domain.model_output) and ClinicalContext, in
+    the bundle's prompt format."""
     findings = [(p.label, float(p.probability), bool(p.positive)) for p in predictions if p.assessed]
-    return build_prompt(context_prompt_from(context), findings_prompt(findings))
+    return build_prompt(context_prompt_from(context), findings_prompt(findings, prompt_format))
 
 
 # -- generation -------------------------------------------------------------------------------------

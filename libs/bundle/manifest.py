@@ -26,11 +26,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PercentileStretch(_Strict):
+    """Each image's own percentiles [low, high] are mapped to [0, 1] first (libs.bundle.normalize)."""
+
+    low: float = Field(default=1.0, ge=0.0, lt=50.0, description="Lower percentile (0-50)")
+    high: float = Field(default=99.0, gt=50.0, le=100.0, description="Upper percentile (50-100)")
+
+
 class Normalization(_Strict):
-    """The runner feeds the encoder `(x - mean) / std` where x is the image scaled to [0, 1]."""
+    """The runner feeds the encoder `(x - mean) / std` where x is the image scaled to [0, 1], after the
+    optional per-image percentile stretch."""
 
     mean: float
     std: float = Field(gt=0.0)
+    stretch: PercentileStretch | None = Field(
+        default=None, description="Per-image percentile stretch applied before mean/std (none when absent)")
 
 
 class InputSpec(_Strict):
@@ -66,8 +76,10 @@ class BundleFiles(_Strict):
 class Generation(_Strict):
     """How the runner drives `files.decoder` (docs/bundle.md, "Decoder")."""
 
-    prompt_format: Literal["cxr-findings-v1"] = Field(
-        default="cxr-findings-v1", description="Prompt layout the decoder was trained on (libs.bundle.decoder)")
+    prompt_format: Literal["cxr-findings-v1", "cxr-findings-v2"] = Field(
+        default="cxr-findings-v1",
+        description="Prompt layout the decoder was trained on (libs.bundle.decoder): v1 writes probabilities to "
+                    "one decimal, v2 to two")
     max_new_tokens: int = Field(default=160, ge=1, le=2048, description="Generation stops here without <eos>")
     image_tokens: bool = Field(
         default=False,

@@ -25,6 +25,7 @@ from libs.bundle.contract import (
     check_encoder_outputs,
 )
 from libs.bundle.manifest import Generation, Manifest, load_manifest
+from libs.bundle.normalize import normalize_images
 from libs.bundle.providers import choose_providers, create_session, first_line
 from libs.core.errors import BundleUnavailable
 from libs.domain.labels import CHEXPERT_LABELS
@@ -195,6 +196,7 @@ class BundleRunner:
                 prefixes = None if tokens is None else np.ascontiguousarray(tokens, dtype=np.float32)
                 for out, generated in zip(batch, self._generate(batch, contexts, prefixes), strict=True):
                     out.text = generated.text
+                    out.text_sees_image = prefixes is not None
                     out.inference_ms += generated.ms  # encoder batch + the chunk's report decoding
             outputs.extend(batch)
             if OUTPUT_EMBEDDING in result:
@@ -224,8 +226,7 @@ class BundleRunner:
             raise ValueError(
                 f"images must be scaled to [0, 1], got values in [{images.min():.4g}, {images.max():.4g}]"
             )
-        norm = self.manifest.input.normalization
-        return np.ascontiguousarray((images - np.float32(norm.mean)) / np.float32(norm.std), dtype=np.float32)
+        return normalize_images(images, self.manifest.input.normalization)
 
     def _chunks(self, x: np.ndarray) -> list[np.ndarray]:
         step = self.manifest.batching.max_batch_size
@@ -235,7 +236,8 @@ class BundleRunner:
         """The chunk's reports, decoded together when the decoder takes an attention mask."""
         from libs.bundle.decoder import prompt_for
 
-        prompts = [prompt_for(out.predictions, ctx) for out, ctx in zip(outputs, contexts, strict=True)]
+        fmt = (self.manifest.generation or Generation()).prompt_format
+        prompts = [prompt_for(out.predictions, ctx, fmt) for out, ctx in zip(outputs, contexts, strict=True)]
         with self._lock:
             return self._decoder.generate_many(prompts, prefixes)
 

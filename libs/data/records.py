@@ -7,6 +7,7 @@ Labels are 14-vectors in CHEXPERT_LABELS order with values 1.0 (positive), 0.0 (
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from libs.domain.labels import CHEXPERT_LABELS
@@ -57,8 +58,28 @@ class ReportRecord:
 
     @property
     def text(self) -> str:
-        """Findings then impression, one space apart: the generation target."""
-        return " ".join(part.strip() for part in (self.findings, self.impression) if part and part.strip())
+        """Findings then impression, one space apart, as prose (clean_report_text): the generation target."""
+        return clean_report_text(" ".join(part.strip() for part in (self.findings, self.impression)
+                                          if part and part.strip()))
+
+
+# IU impressions are numbered lists ("1. No acute process. 2. ..."): in a generation target the numbers
+# become words the decoder writes inside prose. Dictation leaves doubled full stops ("age.. 1.") and
+# stops without a space ("apex.There").
+_LIST_NUMBER = re.compile(r"(?:(?<=^)|(?<=[.:;]\s)|(?<=[.:;]))\s*\(?\d{1,2}[.)](?=\s|$)\s*")
+_REPEATED_STOP = re.compile(r"\s*\.(?:\s*\.)+")
+_NO_SPACE_AFTER_STOP = re.compile(r"(?<=[a-z]{2})\.(?=[A-Z][a-z])")
+
+
+def clean_report_text(text: str) -> str:
+    """Report text as prose: list numbers dropped, doubled full stops collapsed, a space after every
+    sentence's full stop, single spaces. Numbers inside sentences ("1.5 cm", "T11") are untouched."""
+    text = _NO_SPACE_AFTER_STOP.sub(". ", text)
+    text = _REPEATED_STOP.sub(".", text)
+    text = _LIST_NUMBER.sub(" ", text)
+    text = _REPEATED_STOP.sub(".", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return "" if text == "." else text
 
 
 @dataclass

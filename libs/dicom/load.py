@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydicom.dataset import Dataset
+
 from libs.dicom.display import decode_pixels
 from libs.dicom.instance import instance_from_dataset
 from libs.dicom.preprocess import PreprocessedImage, preprocess
@@ -18,4 +20,12 @@ def load_for_model(path: str | Path, size: int = 512) -> tuple[Instance, Preproc
     # decode=False: decode_pixels below decodes once and rejects truncated/corrupt data itself.
     validate_dataset(ds, decode=False)
     instance = instance_from_dataset(ds, path=path)
-    return instance, preprocess(decode_pixels(ds), size=size)
+    return instance, display_and_fit(ds, size)
+
+
+def display_and_fit(ds: Dataset, size: int) -> PreprocessedImage:
+    """Display pipeline + square fit of a validated dataset: what the model input is made from.
+
+    Training and evaluation call this too (libs.model.images, on images wrapped by libs.dicom.wrap),
+    so there is one image path from stored pixels to model input."""
+    return preprocess(decode_pixels(ds), size=size)

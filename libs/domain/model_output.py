@@ -32,6 +32,9 @@ class ModelOutput(BaseModel):
     predictions: list[LabelPrediction]
     text: str | None = Field(default=None, description="Generated report text, when the bundle has a decoder")
     inference_ms: float | None = None
+    # True when the text decoder was given the image (manifest generation.image_tokens); a text written
+    # from the findings list and context alone has no evidence for anything the head did not measure.
+    text_sees_image: bool = False
 
     @model_validator(mode="after")
     def _all_14_in_order(self) -> "ModelOutput":

@@ -43,6 +43,19 @@ class QaSummary(BaseModel):
     omission_count: int = 0
 
 
+class TextGrounding(BaseModel):
+    """How much of the model's generated text the report kept (libs.reporting.grounding)."""
+
+    kept_sentences: int = 0
+    dropped_sentences: int = 0
+    dropped_by_reason: dict[str, int] = Field(
+        default_factory=dict,
+        description="Sentences dropped per reason: unassessed, global_normal, outside, contradicts_head, location, "
+                    "interval, age (a sentence counts once for each reason it has)")
+    added_from_head: list[str] = Field(
+        default_factory=list, description="Head-positive findings the kept text did not state, added in template wording")
+
+
 class Report(BaseModel):
     report_id: str
     study_id: str
@@ -61,3 +74,5 @@ class Report(BaseModel):
     report_status: Literal["preliminary"] = "preliminary"
     template: str | None = Field(default=None, description="The report template the text was written with")
     qa: QaSummary | None = Field(default=None, description="QA's comparison of text and detection head")
+    text_grounding: TextGrounding | None = Field(
+        default=None, description="What was kept of the model's generated text (None: the bundle writes no text)")

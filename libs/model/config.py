@@ -147,7 +147,12 @@ class TrainConfig(_Strict):
     bundle_dir: str = "models/reference"
     image_size: int = 224
     assessed_labels: list[str] = ["Pneumonia"]
-    augment: bool = True
+    # Training augmentation (libs.model.images.augment): true = "basic" (the 1.2.x recipe: affine,
+    # contrast, brightness, gamma), "acquisition" adds exposure, blur/sharpening, noise, compression, zoom.
+    augment: bool | Literal["basic", "acquisition"] = True
+    # Per-image percentile stretch [low, high] before mean/std (libs.bundle.normalize), written into the
+    # bundle manifest; None keeps plain mean/std (bundles <= 1.2.x).
+    input_stretch: list[float] | None = None
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     stages: Stages = Field(default_factory=Stages)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from libs.bundle.decoder import PROMPT_FORMAT
 from libs.domain.labels import CHEXPERT_LABELS
 from libs.model.config import TrainConfig
 
@@ -296,8 +297,13 @@ def run_encoder(path: Path, x: np.ndarray, names: list[str], batch: int = 64) ->
     return {n: np.concatenate(v) for n, v in parts.items()}
 
 
-def normalized_images(arr_u8: np.ndarray, norm: dict) -> np.ndarray:
-    return ((arr_u8.astype(np.float32) / 255.0 - norm["mean"]) / norm["std"])[:, None].astype(np.float32)
+def normalized_images(arr: np.ndarray, norm: dict) -> np.ndarray:
+    """Cached images (libs.model.images: uint16 display values) -> encoder input [N, 1, S, S], exactly
+    as the runner normalises (libs.bundle.normalize)."""
+    from libs.bundle.normalize import normalize_images
+    from libs.model.images import to_unit
+
+    return normalize_images(to_unit(arr), norm)[:, None]
 
 
 def build_manifest(cfg: TrainConfig, state: dict, files: dict, metrics: dict, image_tokens: bool) -> dict:
@@ -309,7 +315,7 @@ def build_manifest(cfg: TrainConfig, state: dict, files: dict, metrics: dict, im
         thresholds={k: round(float(v), 6) for k, v in state["thresholds"].items()},
         input={"size": cfg.image_size, "channels": 1, "normalization": state["normalization"], "pixel_range": "0-1"},
         files=files, metrics=metrics,
-        generation={"prompt_format": "cxr-findings-v1", "max_new_tokens": cfg.export.max_new_tokens,
+        generation={"prompt_format": PROMPT_FORMAT, "max_new_tokens": cfg.export.max_new_tokens,
                     "image_tokens": image_tokens, "no_repeat_ngram_size": cfg.export.no_repeat_ngram_size,
                     "num_beams": cfg.export.num_beams, "length_penalty": cfg.export.length_penalty}
         if files.get("decoder") else None,

@@ -261,16 +261,27 @@ class Trainer:
         from libs.bundle.decoder import build_prompt, context_prompt, findings_prompt
 
         texts += [build_prompt(context_prompt(age=a, sex=s, has_prior=True),
-                               findings_prompt([(label, (a % 11) / 10, bool(a % 2)) for label in CHEXPERT_LABELS]))
+                               findings_prompt([(label, (a % 101) / 100, bool(a % 2)) for label in CHEXPERT_LABELS]))
                   for a in range(0, 100) for s in ("M", "F")]
         train_tokenizer(texts, self.cfg.model.vocab_size, path)
         return path
 
     def _normalization(self, train_images: np.ndarray | None) -> dict:
+        """mean/std of the training images as the encoder sees them (after the per-image stretch when
+        the config asks for one); the manifest carries the result to the runner."""
+        from libs.bundle.normalize import stretch_images
+        from libs.model.images import to_unit
+
+        stretch = self.cfg.input_stretch
+        spec = {"stretch": {"low": float(stretch[0]), "high": float(stretch[1])}} if stretch else {}
         if train_images is None or len(train_images) == 0:
-            return {"mean": 0.5, "std": 0.25}
-        x = train_images.astype(np.float64) / 255.0
-        return {"mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4)}
+            return {"mean": 0.5, "std": 0.25, **spec}
+        sample = train_images[:: max(1, len(train_images) // 1024)]
+        x = to_unit(sample)
+        if stretch:
+            x = stretch_images(x, *spec["stretch"].values())
+        x = x.astype(np.float64)
+        return {"mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4), **spec}
 
     def run(self) -> dict:
         import torch
@@ -406,13 +417,13 @@ class Trainer:
     def _image_batch(self, arr: np.ndarray, idx, augment: bool, generator=None):
         import torch
 
+        from libs.model.images import CACHE_SCALE, normalize_torch
         from libs.model.images import augment as do_augment
 
-        x = torch.from_numpy(arr[idx]).float().div_(255.0)[:, None]
+        x = torch.from_numpy(arr[idx].astype(np.float32)).div_(CACHE_SCALE)[:, None]
         if augment and self.cfg.augment:
-            x = do_augment(x, generator)
-        n = self.state["normalization"]
-        return ((x - n["mean"]) / n["std"]).to(self.device)
+            x = do_augment(x, generator, "basic" if self.cfg.augment is True else self.cfg.augment)
+        return normalize_torch(x, self.state["normalization"]).to(self.device)
 
     def _predict_logits(self, arr: np.ndarray, batch_size: int = 64) -> np.ndarray:
         import torch

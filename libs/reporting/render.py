@@ -8,12 +8,14 @@ Where the text comes from:
 - The model wrote no text (a detection-only bundle): every sentence comes from the detection head's
   positives and negatives, in the template's wording. The side of a finding comes from its box
   (radiological convention, libs/qa/laterality.py); severity is not known.
-- The model wrote text (ModelOutput.text): that text is the Findings, verbatim. Its IMPRESSION section,
-  if it has one, is the Impression; otherwise the Impression summarises what the labeler reads as
-  present in the text (never what only the detection head saw: QA compares the two, and a summary
-  from the head would hide the text's omissions). The structured findings are still the head's
-  positives (they carry the confidence and box); their severity and side come from the labeler's
-  reading of the text.
+- The model wrote text (ModelOutput.text): its Findings and Impression are kept sentence by sentence
+  only where the model has evidence (libs.reporting.grounding / statements: nothing about observations
+  the bundle does not assess, nothing against the head, no side without a matching focal box, no
+  comparison or age-inappropriate wording). Every head-positive finding the kept text does not state is
+  added in the template's wording, so is every assessed negative for templates that speak of each
+  assessed observation; the Impression is the kept one only when it names every positive finding,
+  otherwise the template's summary of the head. What was dropped or added is in Report.text_grounding.
+  A draft therefore never calls itself normal while a finding is positive.
 
 Either way, observations the bundle does not assess are listed on their own "Not assessed" line:
 "not assessed" is never written as negative.
@@ -26,10 +28,12 @@ import re
 from libs.core.errors import InputRejected
 from libs.domain.labels import ABNORMAL_LABELS, CRITICAL_LABELS
 from libs.domain.model_output import LabelPrediction, ModelOutput
-from libs.domain.report import Finding, Report
+from libs.domain.report import Finding, Report, TextGrounding
 from libs.domain.request import ReportRequest
 from libs.qa.laterality import ImageInfo, box_side
+from libs.reporting.grounding import ground
 from libs.reporting.phrases import LIST_NAMES, PHRASES, finding_phrase
+from libs.reporting.statements import evidence_for
 from libs.reporting.templating import (
     NOT_ASSESSED_PREFIX,
     PRELIMINARY_NOTICE,
@@ -87,19 +91,21 @@ def render_report(
 ) -> Report:
     template = load_template(check_template(request.report_template))
     not_assessed = [p.label for p in output.predictions if not p.assessed and p.label != "No Finding"]
-    reading = _read(output.text) if output.text and output.text.strip() else None
+    context = request.clinical_context
+    evidence = evidence_for(output, image, age=context.age if context else None,
+                            text_sees_image=output.text_sees_image)
+    grounded = None
+    if output.text and output.text.strip():
+        model_findings, model_impression = split_model_text(output.text)
+        grounded = ground(model_findings, model_impression, evidence)
+    severities = _text_severities(grounded) if grounded is not None and output.text_sees_image else {}
 
     findings: list[Finding] = []
     for pred in output.positives():
-        severity = laterality = None
-        if reading is not None:
-            obs = reading.observations.get(pred.label)
-            if obs is not None and obs.status.value in ("positive", "uncertain"):
-                severity, laterality = obs.severity, obs.laterality
-        else:
-            laterality = box_side(pred.bounding_box, image) if PHRASES[pred.label].lateral else None
-        if not PHRASES[pred.label].lateral:
-            laterality = None
+        # The side comes from the head's (focal) box, never from the text: a side the text states is
+        # kept only where it matches the box (libs.reporting.statements, "location").
+        laterality = box_side(pred.bounding_box, image) if PHRASES[pred.label].lateral else None
+        severity = severities.get(pred.label)
         findings.append(
             Finding(
                 finding=finding_phrase(pred.label, severity, laterality),
@@ -112,14 +118,13 @@ def render_report(
             )
         )
     findings.sort(key=lambda f: (not f.is_critical, -f.confidence))
+    by_label = {f.label: f for f in findings}
 
     not_assessed_line = _not_assessed_line(template, not_assessed)
-    if reading is not None:
-        model_findings, model_impression = split_model_text(output.text or "")
-        findings_text = _join_lines([model_findings, not_assessed_line])
-        impression = model_impression or _impression_from_text(template, reading)
+    if grounded is not None:
+        findings_text = _join_lines([_grounded_findings(template, output, grounded, by_label), not_assessed_line])
+        impression = _grounded_impression(template, grounded, findings)
     else:
-        by_label = {f.label: f for f in findings}
         findings_text = _join_lines([_findings_body(template, output, by_label), not_assessed_line])
         impression = _impression(template, findings)
 
@@ -133,6 +138,59 @@ def render_report(
         not_assessed=not_assessed,
         model_version=output.model_version,
         template=template.name,
+        text_grounding=_grounding_summary(grounded, by_label),
+    )
+
+
+def _grounded_findings(template: ReportTemplate, output: ModelOutput, grounded, by_label: dict[str, Finding]) -> str:
+    """The kept generated sentences, with the head-positive findings they do not state added before them
+    and (for templates that speak of every assessed observation) the unstated negatives after them."""
+    added_positive, added_negative = [], []
+    for label in ABNORMAL_LABELS:
+        pred = output.prediction(label)
+        if not pred.assessed:
+            continue
+        if label in by_label:
+            if not grounded.states_present(label):
+                added_positive.append(_positive_sentence(template, by_label[label]))
+        elif template.findings.layout != "positives" and not grounded.states_absent(label):
+            added_negative.append(_negative_sentence(template, label))
+    parts = [*added_positive, grounded.findings_text, *added_negative]
+    body = template.findings.separator.join(p for p in parts if p)
+    if not body and template.findings.layout == "positives":
+        body = template.findings.none_positive.format()
+    return body
+
+
+def _grounded_impression(template: ReportTemplate, grounded, findings: list[Finding]) -> str:
+    """The kept generated impression when it names every head-positive finding (and, with none, says
+    something supported); otherwise the template's impression from the head."""
+    kept = grounded.impression_text
+    if findings:
+        if kept and all(grounded.states_present(f.label, "impression") for f in findings):
+            return kept
+        return _impression(template, findings)
+    return kept or _impression(template, findings)
+
+
+def _text_severities(grounded) -> dict[str, str]:
+    """Severity the kept text gives each observation (only used when the text was written from the image)."""
+    text = " ".join(t for t in (grounded.findings_text, grounded.impression_text) if t)
+    if not text:
+        return {}
+    reading = _read(text)
+    return {label: obs.severity for label, obs in reading.observations.items()
+            if obs.severity and obs.status.value in ("positive", "uncertain")}
+
+
+def _grounding_summary(grounded, by_label: dict[str, Finding]) -> TextGrounding | None:
+    if grounded is None:
+        return None
+    return TextGrounding(
+        kept_sentences=len(grounded.findings) + len(grounded.impression),
+        dropped_sentences=grounded.dropped_sentences,
+        dropped_by_reason=dict(sorted(grounded.dropped.items())),
+        added_from_head=[label for label in by_label if not grounded.states_present(label)],
     )
 
 
@@ -220,28 +278,6 @@ def _impression(template: ReportTemplate, findings: list[Finding]) -> str:
 
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
-
-
-def _impression_from_text(template: ReportTemplate, reading) -> str:  # noqa: ANN001 - LabelerResult
-    """Summary of what the generated text itself states: present before possible, critical first."""
-    spec = template.impression
-    stated = [
-        (label, obs) for label in ABNORMAL_LABELS
-        if (obs := reading.observations.get(label)) is not None and obs.status.value in ("positive", "uncertain")
-    ]
-    stated.sort(key=lambda item: (item[1].status.value != "positive", item[0] not in CRITICAL_LABELS))
-    parts: list[str] = []
-    for label, obs in stated:
-        laterality = obs.laterality if PHRASES[label].lateral else None
-        phrase = finding_phrase(label, obs.severity, laterality)
-        if obs.status.value == "uncertain":
-            phrase = "Possible " + _lower_first(phrase)
-        if parts:
-            phrase = _lower_first(phrase)
-        parts.append(spec.positive.format(finding=phrase, label=label, confidence=""))
-    if not parts:
-        return spec.normal.format()
-    return spec.join.join(parts) + spec.suffix
 
 
 def _recommendations(template: ReportTemplate, findings: list[Finding]) -> str:

@@ -63,9 +63,15 @@ def test_prompt_format():
     assert ctx == "age 67; male; indication: Shortness of breath; prior study"
     assert context_prompt() == "none"
     f = findings_prompt([("Pneumonia", 0.934, True), ("Edema", 0.0, False), ("Cardiomegaly", 0.1, False)])
-    assert f == "positive: pneumonia 0.9 | negative: cardiomegaly 0.1, edema 0.0"  # CheXpert order
-    assert findings_prompt([("Pneumonia", 0.2, False)]) == "positive: none | negative: pneumonia 0.2"
+    assert f == "positive: pneumonia 0.93 | negative: cardiomegaly 0.10, edema 0.00"  # CheXpert order
+    assert findings_prompt([("Pneumonia", 0.2, False)]) == "positive: none | negative: pneumonia 0.20"
     assert findings_prompt([]) == "not assessed"
+    # v1 (bundles <= 1.2.x): one decimal, so a positive at 0.93 and a negative at 0.88 read 0.9 alike.
+    v1 = findings_prompt([("Pneumonia", 0.934, True)], "cxr-findings-v1")
+    assert v1 == "positive: pneumonia 0.9 | negative: none"
+    assert findings_prompt([("Pneumonia", 0.88, False)], "cxr-findings-v1") == "positive: none | negative: pneumonia 0.9"
+    with pytest.raises(ValueError, match="unknown prompt format"):
+        findings_prompt([], "cxr-findings-v9")
     assert build_prompt(ctx, f) == f"{f} | context: age 67; male; indication: Shortness of breath; prior study"
 
 

@@ -86,29 +86,50 @@ def test_critical_findings_come_first_and_are_recommended_for_immediate_review()
     assert "must be reviewed" in report.recommendations
 
 
-def test_model_text_is_the_findings_and_the_labeler_fills_severity_and_side() -> None:
+def test_model_text_is_kept_only_where_the_head_and_its_box_support_it() -> None:
     text = ("FINDINGS: Moderate left pleural effusion. Mild pulmonary edema. No pneumothorax.\n"
             "IMPRESSION: Left effusion and mild edema.")
+    # The box is on the patient's right: the text's "left" has no evidence, so its sentence goes and the
+    # head's finding is written with the box's side; the edema and pneumothorax sentences agree with the head.
     out = model_output({"Pleural Effusion": 0.9, "Edema": 0.8}, text=text,
-                       boxes={"Pleural Effusion": [50, 500, 400, 900]})  # box says right: the text wins here
+                       boxes={"Pleural Effusion": [50, 500, 400, 900]})
     report = render(out)
-    assert report.findings_text == "Moderate left pleural effusion. Mild pulmonary edema. No pneumothorax."
-    assert report.impression == "Left effusion and mild edema."
+    first_line = report.findings_text.splitlines()[0]
+    assert first_line.startswith("Right pleural effusion (confidence 0.90). Mild pulmonary edema. No pneumothorax.")
+    assert "left" not in report.findings_text.lower()
+    # The impression named the wrong side: rebuilt from the head.
+    assert report.impression == "Right pleural effusion; pulmonary edema."
     by_label = {f.label: f for f in report.findings}
-    assert (by_label["Pleural Effusion"].severity, by_label["Pleural Effusion"].laterality) == ("moderate", "left")
-    assert by_label["Pleural Effusion"].finding == "Moderate left pleural effusion"
-    assert (by_label["Edema"].severity, by_label["Edema"].laterality) == ("mild", None)
-
-
-def test_impression_without_an_impression_section_summarises_the_text_not_the_head() -> None:
-    # The head also sees edema; the text omits it. The impression must not paper over that omission.
-    out = model_output({"Pleural Effusion": 0.9, "Edema": 0.8},
-                       text="Small right pleural effusion. Possible left basilar atelectasis.")
-    report = render(out)
-    assert report.impression == "Mild right pleural effusion; possible left atelectasis."
+    assert by_label["Pleural Effusion"].laterality == "right"
+    assert by_label["Edema"].severity is None  # a text written without the image has no evidence of severity
+    assert report.text_grounding.dropped_by_reason == {"location": 2}
+    assert report.text_grounding.added_from_head == ["Pleural Effusion"]
     verdict = review_report(report, out, ReportRequest(), image=PA)
-    assert verdict.omissions == ["Edema"]
-    assert verdict.hallucinations == ["Atelectasis"]
+    assert (verdict.hallucinations, verdict.omissions, verdict.laterality_conflicts) == ([], [], [])
+
+
+def test_text_that_contradicts_the_head_or_speaks_of_what_is_not_assessed_is_dropped() -> None:
+    out = model_output({"Pneumonia": 0.93}, not_assessed=set(ABNORMAL_LABELS) - {"Pneumonia"},
+                       text="The lungs are free of focal airspace disease. No pneumothorax or effusion. "
+                            "Degenerative changes are present in the spine. In the interval the right lung "
+                            "remains clear. IMPRESSION: No evidence of active disease.")
+    report = render(out)
+    body = report.findings_text.splitlines()[0]
+    assert body == "Pneumonia (confidence 0.93)."
+    assert report.impression == "Pneumonia."
+    assert report.text_grounding.kept_sentences == 0
+    assert report.text_grounding.dropped_sentences == 5
+    verdict = review_report(report, out, ReportRequest(), image=PA)
+    assert (verdict.hallucinations, verdict.omissions, verdict.unsupported) == ([], [], [])
+
+
+def test_supported_generated_sentences_are_kept_and_a_normal_impression_stays_when_the_head_agrees() -> None:
+    out = model_output({}, not_assessed=set(ABNORMAL_LABELS) - {"Pneumonia"},
+                       text="No findings of pneumonia. Heart size is normal. 1.\nIMPRESSION: No pneumonia.")
+    report = render(out)
+    assert report.findings_text.splitlines()[0] == "No findings of pneumonia."
+    assert report.impression == "No pneumonia."
+    assert report.text_grounding.dropped_by_reason == {"unassessed": 1}
 
 
 def test_split_model_text() -> None:
