@@ -4,6 +4,10 @@ Platt scaling per label: p = sigmoid(a * logit + b), (a, b) minimising the log-l
 Threshold rules (on calibrated validation probabilities):
 - "sensitivity:<x>": the largest threshold whose validation sensitivity is >= x (critical findings use
   x = 0.98, the design's false-negative budget);
+- "sensitivity_lower:<x>": the largest threshold whose validation sensitivity has a 95 % Wilson LOWER
+  bound >= x: the point estimate then sits a sampling margin above x (with 770 validation positives and
+  x = 0.95, about 1.5 points), so the operating point keeps x on a new sample of the same population
+  with high probability instead of half the time;
 - "youden": the threshold maximising sensitivity + specificity - 1.
 """
 
@@ -80,11 +84,34 @@ def choose_threshold(y: np.ndarray, prob: np.ndarray, rule: str) -> float:
         # The k-th smallest positive score keeps len - k positives at or above it.
         k = int(math.floor(len(pos) * (1.0 - target) + 1e-9))
         return float(pos[min(k, len(pos) - 1)])
+    if rule.startswith("sensitivity_lower:"):
+        target = float(rule.split(":", 1)[1])
+        pos = np.sort(prob[y == 1])
+        n = len(pos)
+        # Keeping the n - k highest positives gives sensitivity (n - k) / n; the largest k whose Wilson
+        # lower bound still reaches the target.
+        best = 0
+        for k in range(n):
+            if wilson_lower(n - k, n) >= target:
+                best = k
+            else:
+                break
+        return float(pos[best])
     if rule == "youden":
         fpr, tpr, thr = roc_curve(y, prob)
         i = int(np.argmax(tpr[1:] - fpr[1:])) + 1
         return float(thr[i])
     raise ValueError(f"unknown threshold rule {rule!r}")
+
+
+def wilson_lower(successes: int, n: int, z: float = 1.959964) -> float:
+    """Lower end of the Wilson score interval of a proportion (95 % by default)."""
+    if n <= 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - margin) / (1 + z * z / n)
 
 
 def operating_point(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict:
