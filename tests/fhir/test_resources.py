@@ -143,13 +143,21 @@ def test_observation_per_finding() -> None:
 
 
 def test_severity_from_model_text_becomes_a_component() -> None:
+    # severity is taken from the text only when the decoder read the image (image tokens)
     out = model_output({"Pneumothorax": 0.97}, text="Large left apical pneumothorax.",
-                       boxes={"Pneumothorax": [600, 50, 900, 400]})
+                       boxes={"Pneumothorax": [600, 50, 900, 400]}, text_sees_image=True)
     obs = roundtrip(build_resources(source(out)).observations[0])
     severity = next(c for c in obs["component"] if c["code"]["coding"][0]["code"] == "246112005")
     assert severity["valueCodeableConcept"]["coding"] == [{"system": codes.SNOMED, "code": "24484000",
                                                           "display": "Severe"}]
     assert obs["bodySite"]["coding"][0]["code"] == "7771000"
+
+
+def test_severity_is_not_taken_from_text_that_never_saw_the_image() -> None:
+    out = model_output({"Pneumothorax": 0.97}, text="Large left apical pneumothorax.",
+                       boxes={"Pneumothorax": [600, 50, 900, 400]})
+    obs = roundtrip(build_resources(source(out)).observations[0])
+    assert all(c["code"]["coding"][0]["code"] != "246112005" for c in obs.get("component", []))
 
 
 def test_device_and_provenance_record_ai_authorship() -> None:

@@ -15,6 +15,7 @@ def model_output(
     threshold: float = 0.5,
     name: str = "test-model",
     version: str = "1.0.0",
+    text_sees_image: bool = False,
 ) -> ModelOutput:
     """Every label assessed at 0.05 unless given; `not_assessed` labels have no probability."""
     probs, boxes = probs or {}, boxes or {}
@@ -22,6 +23,7 @@ def model_output(
         model_name=name,
         model_version=version,
         text=text,
+        text_sees_image=text_sees_image,
         predictions=[
             LabelPrediction(
                 label=label,
