@@ -1,9 +1,16 @@
 """Bounding boxes from class-activation heatmaps.
 
 Heatmaps are coarse (e.g. 16x16 for a 512 input) and on an arbitrary scale, so each map is
-min-max normalised, thresholded at BOX_THRESHOLD, and the largest 8-connected region is chosen at
-heatmap resolution (cheap, no image-size flood fill). Its extent is then refined on the bilinearly
-upsampled map so the box edges fall between heatmap cells rather than on the coarse cell grid.
+min-max normalised, thresholded (BOX_THRESHOLD of its range by default), and the largest 8-connected
+region is chosen at heatmap resolution (cheap, no image-size flood fill). Its extent is then refined
+on the bilinearly upsampled map so the box edges fall between heatmap cells rather than on the coarse
+cell grid.
+
+A box is only worth drawing when the activation is focal. Min-max normalisation stretches any map to
+the full range, so a diffuse map (activation spread over most of the lungs) still yields a region,
+just one covering most of the image: on the reference model the median box covered 66 % of the input
+and one in six was the whole image. Such a box claims a location (and, through libs.qa.laterality,
+a side) the model never had, so `max_area_fraction` (the manifest's `boxes` policy) drops it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ import numpy as np
 
 # Fraction of a map's (min-max normalised) range a cell must reach to belong to the finding.
 BOX_THRESHOLD = 0.5
+# Largest share of the model input a box may cover and still count as focal (manifest `boxes`).
+MAX_AREA_FRACTION = 0.25
+# A box covering at least this share of the input is reported as "whole image" in box_statistics.
+WHOLE_IMAGE_FRACTION = 0.95
 # Below this range a map carries no localisation (flat map), so no box is drawn.
 _MIN_RANGE = 1e-6
 
@@ -77,10 +88,15 @@ def _dilate8(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def heatmap_box(heatmap: np.ndarray, size: int) -> list[int] | None:
+def heatmap_box(
+    heatmap: np.ndarray, size: int, threshold: float = BOX_THRESHOLD, max_area_fraction: float | None = None
+) -> list[int] | None:
     """Box [x0, y0, x1, y1] of the main activated region of one label's heatmap [h, w], in pixel
     *edges* of the size x size model input (pixel i covers [i, i + 1), so 0 <= x0 < x1 <= size; the
-    convention of libs.dicom.geometry), or None when the map is flat or not finite."""
+    convention of libs.dicom.geometry), or None when the map is flat or not finite, or when the box
+    covers more than `max_area_fraction` of the input (not focal; None = no limit).
+
+    `threshold` is the fraction of the map's range a cell must reach to belong to the region."""
     m = np.asarray(heatmap, dtype=np.float64)
     if m.ndim != 2 or m.size == 0 or not np.all(np.isfinite(m)):
         return None
@@ -88,7 +104,7 @@ def heatmap_box(heatmap: np.ndarray, size: int) -> list[int] | None:
     if hi - lo < _MIN_RANGE:
         return None
     norm = (m - lo) / (hi - lo)
-    component = _largest_component(norm >= BOX_THRESHOLD, norm)
+    component = _largest_component(norm >= threshold, norm)
 
     h, w = norm.shape
     near_cells = _dilate8(component)
@@ -101,9 +117,40 @@ def heatmap_box(heatmap: np.ndarray, size: int) -> list[int] | None:
     up = _bilinear_matrix(h, size)[r_sl] @ norm @ _bilinear_matrix(w, size)[c_sl].T
     # Allow the refined region to spill one cell past the component (the bilinear edge lies
     # between an above- and a below-threshold cell) but not into unrelated regions further away.
-    region = (up >= BOX_THRESHOLD) & near_cells[np.ix_(ny[r_sl], nx[c_sl])]
+    region = (up >= threshold) & near_cells[np.ix_(ny[r_sl], nx[c_sl])]
     if not region.any():
         region = component[np.ix_(ny[r_sl], nx[c_sl])]
     rows = np.flatnonzero(region.any(axis=1)) + r_sl.start
     cols = np.flatnonzero(region.any(axis=0)) + c_sl.start
-    return [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
+    box = [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
+    if max_area_fraction is not None and box_area_fraction(box, size) > max_area_fraction:
+        return None
+    return box
+
+
+def box_area_fraction(box: list[int], size: int) -> float:
+    """Share of the size x size model input that a box [x0, y0, x1, y1] (pixel edges) covers."""
+    x0, y0, x1, y1 = box
+    return max(0, x1 - x0) * max(0, y1 - y0) / float(size * size)
+
+
+def box_statistics(fractions: list[float], limit: float = MAX_AREA_FRACTION) -> dict[str, float | int | None]:
+    """Summary of box area fractions (box_area_fraction of the boxes drawn *without* a limit) for a
+    model card: how focal the head's activations are, and how many boxes `limit` would drop.
+
+    Keys: n, median, p10, p90, share_over_limit (> limit), share_whole_image (>= WHOLE_IMAGE_FRACTION),
+    limit. The numbers are None when there are no boxes, so an empty run is not read as "all focal"."""
+    values = np.asarray(fractions, dtype=np.float64)
+    if values.size == 0:
+        return {"n": 0, "median": None, "p10": None, "p90": None, "share_over_limit": None,
+                "share_whole_image": None, "limit": limit}
+    p10, median, p90 = (float(v) for v in np.percentile(values, [10, 50, 90]))
+    return {
+        "n": int(values.size),
+        "median": median,
+        "p10": p10,
+        "p90": p90,
+        "share_over_limit": float(np.mean(values > limit)),
+        "share_whole_image": float(np.mean(values >= WHOLE_IMAGE_FRACTION)),
+        "limit": limit,
+    }

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from libs.bundle.boxes import BOX_THRESHOLD, MAX_AREA_FRACTION
 from libs.core.errors import BundleUnavailable
 from libs.domain.labels import CHEXPERT_LABELS
 
@@ -91,6 +92,24 @@ class Generation(_Strict):
                                   description="Beam search ranks finished reports by log p / length ** this")
 
 
+class BoxPolicy(_Strict):
+    """When the runner draws a finding's box from its heatmap (libs.bundle.boxes, docs/bundle.md "Boxes").
+
+    A box is the largest connected region where the label's class activation reaches `threshold` of its
+    range, emitted only when it covers at most `max_area_fraction` of the model input. Without a box no
+    side or location is claimed (render and QA read a missing box as "no side"), which is the honest
+    answer for a diffuse activation. Manifests without this section get the defaults."""
+
+    threshold: float = Field(
+        default=BOX_THRESHOLD, gt=0.0, le=1.0,
+        description="Fraction of a heatmap's min-max range a cell must reach to belong to the box's region")
+    max_area_fraction: float = Field(
+        default=MAX_AREA_FRACTION, gt=0.0, le=1.0,
+        description="A box covering more than this fraction of the model input is not focal and is not emitted: "
+                    "min-max normalisation turns any diffuse map into a huge box that would claim a side and "
+                    "place the model never localised (1 = emit every box)")
+
+
 class Batching(_Strict):
     max_batch_size: int = Field(default=8, ge=1, description="Largest batch sent to the encoder at once")
     max_queue_delay_ms: int = Field(default=100, ge=0, description="How long a batcher may wait to fill a batch")
@@ -123,6 +142,9 @@ class Manifest(_Strict):
     metrics: dict[str, Any] = Field(default_factory=dict, description="Free-form measured numbers (AUROC...)")
     generation: Generation | None = Field(default=None, description="Decoder settings (only with files.decoder)")
     batching: Batching = Field(default_factory=Batching)
+    boxes: BoxPolicy = Field(
+        default_factory=BoxPolicy,
+        description="When findings get a bounding box from the heatmaps (defaults apply when absent)")
     intended_use: str = Field(min_length=1)
     test_only: bool = Field(default=False, description="True for fixtures that must never serve patients")
 

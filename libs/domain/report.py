@@ -39,6 +39,11 @@ class QaSummary(BaseModel):
         default_factory=list,
         description="Critical observations this model cannot assess: the draft cannot rule them out, a radiologist must",
     )
+    borderline: list[str] = Field(
+        default_factory=list,
+        description="Observations the head calls negative whose probability still reaches the request's "
+                    "confidence_threshold: negatives the model was not sure of",
+    )
     hallucination_count: int = 0
     omission_count: int = 0
 

@@ -11,8 +11,13 @@ A radiologist must review the study first (requires_radiologist_review) when:
 2. disagreement: the two sides disagree on an observation. In the text but not seen by the head is a
    hallucination (only for observations the head assesses: for the others it cannot say "absent");
    seen by the head but missing from the text is an omission.
-3. laterality: the text puts a finding on one side and the head's box for it is on the other, read
-   with the radiological convention (patient's right = image left on PA/AP, libs/qa/laterality.py).
+3. laterality: the text puts a head-positive finding that has a box on one side and the box is on the
+   other, read with the radiological convention (patient's right = image left on PA/AP,
+   libs/qa/laterality.py). The text is read sentence by sentence (libs.reporting.statements), and any
+   sentence stating the finding on the wrong side flags it, whether or not the text also names the
+   finding elsewhere. The parenchymal opacities (PARENCHYMAL_FAMILY) are one family: a decoder words
+   pneumonia as "left lower lobe opacity", so a side stated for any of them counts for a boxed member,
+   except for members that have a box of their own (those are judged against their own box).
 4. low confidence: a reported finding's confidence is below the request's confidence_threshold.
 5. unsupported: the text rules out a critical finding the bundle does not assess ("no pneumothorax"
    from a model that cannot see pneumothorax). A decoder trained on real reports writes such
@@ -23,6 +28,10 @@ A radiologist must review the study first (requires_radiologist_review) when:
    them out, whatever its text says (or leaves unsaid), so every study goes to review: measured on the
    reference model, QA without this rule missed a fifth of the studies with a critical finding (their
    drafts simply did not mention it). A hospital bundle that assesses all four never triggers it.
+7. borderline: the head calls an assessed observation negative (probability below the bundle's
+   threshold) but its probability reaches the request's confidence_threshold. Findings exist only
+   above the bundle's threshold, so rule 4 rarely fires; this is what the request's threshold can
+   still catch: a negative the model was not sure of.
 
 Each reason is one PHI-free sentence; the counts go into Report.qa for monitoring.
 """
@@ -36,8 +45,15 @@ from libs.domain.model_output import ModelOutput
 from libs.domain.report import QaSummary, Report
 from libs.domain.request import ReportRequest
 from libs.qa.laterality import ImageInfo, box_side, contradicts
+from libs.reporting.statements import SentenceCheck, check_sentences, evidence_for
 from libs.reporting.templating import NOT_ASSESSED_PREFIX
+
 _PRESENT = ("positive", "uncertain")
+# Parenchymal opacities: report language uses their terms for one another ("left lower lobe opacity"
+# for a pneumonia), so the side one of them is given is a side claimed for the others (rule 3).
+PARENCHYMAL_FAMILY: frozenset[str] = frozenset(
+    {"Lung Opacity", "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis"}
+)
 
 
 @dataclass
@@ -51,6 +67,7 @@ class Verdict:
     low_confidence: list[str] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
     critical_not_assessed: list[str] = field(default_factory=list)
+    borderline: list[str] = field(default_factory=list)
 
     def summary(self) -> QaSummary:
         return QaSummary(
@@ -61,6 +78,7 @@ class Verdict:
             low_confidence=list(self.low_confidence),
             unsupported=list(self.unsupported),
             critical_not_assessed=list(self.critical_not_assessed),
+            borderline=list(self.borderline),
             hallucination_count=len(self.hallucinations),
             omission_count=len(self.omissions),
         )
@@ -84,16 +102,37 @@ def text_findings(report: Report) -> set[str]:
     return {name for name, obs in reading.observations.items() if name in ABNORMAL_LABELS and obs.status.value in _PRESENT}
 
 
+def stated_sides(sentences: list[SentenceCheck], output: ModelOutput, label: str) -> list[str]:
+    """The sides the text's sentences give `label`, one entry per statement with a side (rule 3).
+
+    For a parenchymal finding, a sentence's side for another family member counts too, unless that
+    member is head-positive with a box of its own: its side is then checked against that box instead."""
+    kin = {label}
+    if label in PARENCHYMAL_FAMILY:
+        own_box = {p.label for p in output.positives() if p.bounding_box is not None}
+        kin |= {member for member in PARENCHYMAL_FAMILY if member not in own_box}
+    sides = []
+    for sentence in sentences:
+        for name in ABNORMAL_LABELS:
+            side = sentence.sides.get(name)
+            if name in kin and side is not None and sentence.stated.get(name) in _PRESENT:
+                sides.append(side)
+    return sides
+
+
 def review_report(
     report: Report, output: ModelOutput, request: ReportRequest, image: ImageInfo | None = None
 ) -> Verdict:
-    reading = read_text(qa_text(report))
+    text = qa_text(report)
+    reading = read_text(text)
     in_text = {
         name for name, obs in reading.observations.items() if name in ABNORMAL_LABELS and obs.status.value in _PRESENT
     }
     by_head = {p.label for p in output.positives()}
     assessed = {p.label for p in output.predictions if p.assessed}
     verdict = Verdict(requires_review=False)
+    # Read sentence by sentence only when some head-positive finding has a box with a side.
+    sentences: list[SentenceCheck] | None = None
 
     for label in ABNORMAL_LABELS:
         if label in CRITICAL_LABELS and (label in in_text or label in by_head):
@@ -114,11 +153,14 @@ def review_report(
         if label in by_head and label not in in_text:
             verdict.omissions.append(label)
             verdict.reasons.append(f"disagreement: {label} detected by the detection head but missing from the text")
-        if label in by_head and label in in_text:
-            text_side = reading.observations[label].laterality
-            box = output.prediction(label).bounding_box
-            side = box_side(box, image)
-            if contradicts(text_side, side):
+        box = output.prediction(label).bounding_box
+        side = box_side(box, image) if label in by_head else None
+        if side in ("left", "right"):
+            # Per sentence: a whole-report reading merges "right ... . left ..." into "bilateral".
+            if sentences is None:
+                sentences = check_sentences(text, evidence_for(output, image))
+            text_side = next((t for t in stated_sides(sentences, output, label) if contradicts(t, side)), None)
+            if text_side is not None:
                 assert image is not None and box is not None
                 verdict.laterality_conflicts.append(label)
                 verdict.reasons.append(
@@ -136,6 +178,16 @@ def review_report(
             verdict.low_confidence.append(finding.label)
             verdict.reasons.append(
                 f"low confidence: {finding.label} {finding.confidence:.2f} < {request.confidence_threshold:.2f}"
+            )
+    for pred in output.predictions:
+        # No Finding is derived from the others, never a finding of its own.
+        if pred.label not in ABNORMAL_LABELS or pred.probability is None or pred.threshold is None or pred.positive:
+            continue
+        if pred.probability >= request.confidence_threshold:
+            verdict.borderline.append(pred.label)
+            verdict.reasons.append(
+                f"borderline: {pred.label} {pred.probability:.2f} is below the model's threshold "
+                f"{pred.threshold:.2f} but reaches the review threshold {request.confidence_threshold:.2f}"
             )
     verdict.requires_review = bool(verdict.reasons)
     return verdict

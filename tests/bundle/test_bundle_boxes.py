@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from libs.bundle.boxes import heatmap_box
+from libs.bundle.boxes import MAX_AREA_FRACTION, box_area_fraction, box_statistics, heatmap_box
 
 
 def test_flat_or_broken_maps_give_no_box():
@@ -62,3 +62,61 @@ def test_non_square_heatmap():
     m[3, 7] = 1.0
     x0, y0, x1, y1 = heatmap_box(m, 64)
     assert x1 == 64 and y1 == 64 and x0 >= 48 and y0 >= 40
+
+
+# ---------------------------------------------------------------- focal boxes only (manifest `boxes`)
+
+
+def test_focal_activation_gives_a_box_under_the_policy():
+    m = np.zeros((16, 16))
+    m[4:8, 2:6] = 1.0  # 4x4 of 16x16 cells: about 6 % of the input
+    box = heatmap_box(m, 64, max_area_fraction=MAX_AREA_FRACTION)
+    assert box is not None
+    assert 0.04 <= box_area_fraction(box, 64) <= 0.1
+
+
+def test_diffuse_plateau_gives_no_box_under_the_policy():
+    # A plateau over most of the lungs with a little noise: min-max normalisation still finds a
+    # "region", one that covers most of the image and localises nothing.
+    rng = np.random.default_rng(0)
+    m = rng.random((16, 16)) * 0.1
+    m[1:15, 1:15] += 1.0
+    unlimited = heatmap_box(m, 64)
+    assert unlimited is not None and box_area_fraction(unlimited, 64) > 0.6  # what was drawn before
+    assert heatmap_box(m, 64, max_area_fraction=MAX_AREA_FRACTION) is None
+    assert heatmap_box(m, 64, max_area_fraction=1.0) == unlimited
+
+
+def test_area_limit_is_inclusive():
+    m = np.zeros((16, 16))
+    m[0:8, 0:8] = 1.0  # a quarter of the map
+    box = heatmap_box(m, 64)
+    fraction = box_area_fraction(box, 64)
+    assert heatmap_box(m, 64, max_area_fraction=fraction) == box
+    assert heatmap_box(m, 64, max_area_fraction=fraction - 1e-3) is None
+
+
+def test_threshold_sets_how_much_of_the_range_belongs_to_the_region():
+    m = np.zeros((16, 16))
+    m[6:10, 6:10] = 1.0  # core
+    m[2:14, 2:14] = np.maximum(m[2:14, 2:14], 0.4)  # weaker halo around it
+    core = heatmap_box(m, 64, threshold=0.5)
+    halo = heatmap_box(m, 64, threshold=0.3)
+    assert box_area_fraction(core, 64) < 0.1 < box_area_fraction(halo, 64)
+
+
+def test_box_area_fraction():
+    assert box_area_fraction([0, 0, 64, 64], 64) == 1.0
+    assert box_area_fraction([0, 0, 32, 16], 64) == pytest.approx(0.125)
+
+
+def test_box_statistics_for_the_model_card():
+    s = box_statistics([0.1, 0.2, 0.3, 0.5, 0.96, 1.0], limit=0.25)
+    assert s["n"] == 6
+    assert s["median"] == pytest.approx(0.4)
+    assert s["p10"] < s["median"] < s["p90"]
+    assert s["share_over_limit"] == pytest.approx(4 / 6)
+    assert s["share_whole_image"] == pytest.approx(2 / 6)
+    assert s["limit"] == 0.25
+    empty = box_statistics([])
+    assert empty["n"] == 0 and empty["median"] is None and empty["share_over_limit"] is None

@@ -61,6 +61,27 @@ def test_defaults(bundle: Path):
     assert m.metrics == {}
 
 
+def test_manifest_without_boxes_gets_the_focal_box_defaults(bundle: Path):
+    data = read(bundle)
+    data.pop("boxes", None)  # bundles exported before the section existed
+    write(bundle, data)
+    m = load_manifest(bundle)
+    assert (m.boxes.threshold, m.boxes.max_area_fraction) == (0.5, 0.25)
+
+
+def test_boxes_policy_is_read_and_checked(bundle: Path):
+    data = read(bundle)
+    data["boxes"] = {"threshold": 0.6, "max_area_fraction": 0.4}
+    write(bundle, data)
+    assert (load_manifest(bundle).boxes.threshold, load_manifest(bundle).boxes.max_area_fraction) == (0.6, 0.4)
+    data["boxes"] = {"max_area_fraction": 1.5}
+    write(bundle, data)
+    assert "boxes.max_area_fraction" in reason_for(bundle)
+    data["boxes"] = {"treshold": 0.5}
+    write(bundle, data)
+    assert "boxes.treshold" in reason_for(bundle)
+
+
 def test_missing_folder(tmp_path: Path):
     missing = tmp_path / "nowhere"
     assert reason_for(missing) == f"no model bundle installed at {missing}"

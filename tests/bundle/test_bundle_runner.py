@@ -139,6 +139,36 @@ def test_boxes_follow_a_bright_patch(tmp_path: Path):
     assert out.prediction("No Finding").bounding_box is None
 
 
+def _with_box_policy(bundle: Path, **policy: float) -> BundleRunner:
+    data = json.loads((bundle / MANIFEST_FILE).read_text(encoding="utf-8"))
+    if policy:
+        data["boxes"] = policy
+    else:
+        data.pop("boxes", None)
+    (bundle / MANIFEST_FILE).write_text(json.dumps(data), encoding="utf-8")
+    return BundleRunner(bundle)
+
+
+def test_runner_honours_the_manifest_box_policy(tmp_path: Path):
+    bundle = build_random_bundle(tmp_path / "all", image_size=SIZE, threshold=0.0)
+    focal = np.zeros((1, SIZE, SIZE), np.float32)
+    focal[0, 40:56, 8:24] = 1.0  # 16x16 of 64x64 px: about 6 % of the input
+    diffuse = np.zeros((1, SIZE, SIZE), np.float32)
+    diffuse[0, 4:60, 4:60] = 1.0  # most of the image
+
+    def boxes(runner: BundleRunner, x: np.ndarray) -> list:
+        (out,) = runner.predict(x)
+        return [p.bounding_box for p in out.predictions if p.label != "No Finding"]
+
+    default = _with_box_policy(bundle)  # no section: threshold 0.5, at most a quarter of the input
+    assert all(b is not None for b in boxes(default, focal))
+    assert all(b is None for b in boxes(default, diffuse))  # positive, but no side or place is claimed
+    everything = _with_box_policy(bundle, max_area_fraction=1.0)
+    assert all(b is not None for b in boxes(everything, diffuse))
+    strict = _with_box_policy(bundle, max_area_fraction=0.02)
+    assert all(b is None for b in boxes(strict, focal))
+
+
 def test_no_heatmaps_no_boxes(tmp_path: Path):
     plain = BundleRunner(
         build_random_bundle(tmp_path / "plain", image_size=SIZE, threshold=0.0, with_heatmaps=False,

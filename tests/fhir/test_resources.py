@@ -144,7 +144,8 @@ def test_observation_per_finding() -> None:
 
 def test_severity_from_model_text_becomes_a_component() -> None:
     # severity is taken from the text only when the decoder read the image (image tokens)
-    out = model_output({"Pneumothorax": 0.97}, text="Large left apical pneumothorax.",
+    # (no lobe or zone: a box gives a side only, so "apical" would drop the sentence)
+    out = model_output({"Pneumothorax": 0.97}, text="Large left pneumothorax.",
                        boxes={"Pneumothorax": [600, 50, 900, 400]}, text_sees_image=True)
     obs = roundtrip(build_resources(source(out)).observations[0])
     severity = next(c for c in obs["component"] if c["code"]["coding"][0]["code"] == "246112005")
@@ -154,7 +155,7 @@ def test_severity_from_model_text_becomes_a_component() -> None:
 
 
 def test_severity_is_not_taken_from_text_that_never_saw_the_image() -> None:
-    out = model_output({"Pneumothorax": 0.97}, text="Large left apical pneumothorax.",
+    out = model_output({"Pneumothorax": 0.97}, text="Large left pneumothorax.",
                        boxes={"Pneumothorax": [600, 50, 900, 400]})
     obs = roundtrip(build_resources(source(out)).observations[0])
     assert all(c["code"]["coding"][0]["code"] != "246112005" for c in obs.get("component", []))

@@ -197,3 +197,106 @@ def test_a_model_blind_to_a_critical_finding_sends_every_study_to_review() -> No
     # A model that assesses all four critical findings and sees none: nothing to flag.
     v = review_report(normal, output({}), ReportRequest())
     assert not v.requires_review and v.critical_not_assessed == []
+
+
+# ---------------------------------------------------------------- laterality for every boxed finding
+
+RIGHT_BOX = [100, 300, 350, 800]  # image left = patient's right on a PA film
+LEFT_BOX = [650, 300, 900, 800]
+
+
+def test_parenchymal_side_in_opacity_wording_is_checked_against_a_pneumonia_box() -> None:
+    # A decoder words pneumonia as "left lower lobe opacity": the labeler gives that side to Lung
+    # Opacity, not to Pneumonia, and the whole-report check let it pass beside a right-sided box.
+    out = boxed({"Pneumonia": 0.95, "Lung Opacity": 0.9}, {"Pneumonia": RIGHT_BOX})
+    f = Finding(finding="Pneumonia", label="Pneumonia", confidence=0.95)
+    v = review_report(report("Left lower lobe opacity.", "Pneumonia.", [f]), out, ReportRequest(), image=PA)
+    assert v.laterality_conflicts == ["Pneumonia"]
+    assert v.reasons == ["laterality: Pneumonia is left in the text but the detection head's box is on the "
+                         "patient's right (box x 100-350 of 1000 columns, PA view, patient's right on the image left)"]
+
+
+def test_parenchymal_side_matching_the_box_or_bilateral_is_not_flagged() -> None:
+    f = Finding(finding="Pneumonia", label="Pneumonia", confidence=0.95)
+    for text in ("Right lower lobe opacity.", "Bilateral lower lobe opacities.", "Bilateral patchy opacities."):
+        out = boxed({"Pneumonia": 0.95, "Lung Opacity": 0.9}, {"Pneumonia": RIGHT_BOX})
+        v = review_report(report(text, "Pneumonia.", [f]), out, ReportRequest(), image=PA)
+        assert v.laterality_conflicts == [], text
+        assert v.requires_review is False, (text, v.reasons)
+
+
+def test_side_is_read_per_sentence() -> None:
+    # The whole-report reading of these two sentences is "bilateral", which never contradicts.
+    out = boxed({"Pneumonia": 0.95}, {"Pneumonia": RIGHT_BOX})
+    f = Finding(finding="Pneumonia", label="Pneumonia", confidence=0.95)
+    v = review_report(report("Right lower lobe pneumonia. Left upper lobe pneumonia.", "Pneumonia.", [f]), out,
+                      ReportRequest(), image=PA)
+    assert v.laterality_conflicts == ["Pneumonia"]
+
+
+def test_a_boxed_family_member_is_judged_by_its_own_box_only() -> None:
+    out = boxed({"Pneumonia": 0.95, "Atelectasis": 0.9}, {"Pneumonia": RIGHT_BOX, "Atelectasis": LEFT_BOX})
+    findings = [Finding(finding=label, label=label, confidence=0.9) for label in ("Pneumonia", "Atelectasis")]
+    r = report("Right lower lobe pneumonia. Left basilar atelectasis.", "Pneumonia and atelectasis.", findings)
+    assert review_report(r, out, ReportRequest(), image=PA).laterality_conflicts == []
+    # ... and each one still is: swapping the boxes flags both.
+    out = boxed({"Pneumonia": 0.95, "Atelectasis": 0.9}, {"Pneumonia": LEFT_BOX, "Atelectasis": RIGHT_BOX})
+    assert review_report(r, out, ReportRequest(), image=PA).laterality_conflicts == ["Pneumonia", "Atelectasis"]
+
+
+def test_sides_outside_the_family_do_not_count_for_it() -> None:
+    # An effusion is not a parenchymal opacity: its side says nothing about the pneumonia's.
+    out = boxed({"Pneumonia": 0.95, "Pleural Effusion": 0.9}, {"Pneumonia": RIGHT_BOX})
+    findings = [Finding(finding=label, label=label, confidence=0.9) for label in ("Pneumonia", "Pleural Effusion")]
+    v = review_report(report("Pneumonia. Small left pleural effusion.", "Pneumonia.", findings), out,
+                      ReportRequest(), image=PA)
+    assert v.laterality_conflicts == []
+    # An effusion box is checked against the effusion's own side, whatever the family says.
+    out = boxed({"Pneumonia": 0.95, "Pleural Effusion": 0.9}, {"Pleural Effusion": RIGHT_BOX})
+    v = review_report(report("Left lower lobe pneumonia. Small left pleural effusion.", "Pneumonia.", findings), out,
+                      ReportRequest(), image=PA)
+    assert v.laterality_conflicts == ["Pleural Effusion"]
+
+
+def test_negated_side_is_not_a_stated_side() -> None:
+    out = boxed({"Pneumonia": 0.95}, {"Pneumonia": RIGHT_BOX})
+    f = Finding(finding="Pneumonia", label="Pneumonia", confidence=0.95)
+    v = review_report(report("Right lower lobe pneumonia. No left lung opacity.", "Pneumonia.", [f]), out,
+                      ReportRequest(), image=PA)
+    assert v.laterality_conflicts == []
+
+
+# ---------------------------------------------------------------- borderline negatives
+
+
+def thresholded(probs: dict[str, float], thresholds: dict[str, float]) -> ModelOutput:
+    out = output(probs)
+    for pred in out.predictions:
+        pred.threshold = thresholds.get(pred.label, pred.threshold)
+    return out
+
+
+def test_negative_reaching_the_review_threshold_is_borderline() -> None:
+    out = thresholded({"Pneumonia": 0.7}, {"Pneumonia": 0.889})
+    v = review_report(report("No focal consolidation.", "No pneumonia."), out, ReportRequest(confidence_threshold=0.5))
+    assert v.requires_review
+    assert v.borderline == ["Pneumonia"]
+    assert v.reasons == ["borderline: Pneumonia 0.70 is below the model's threshold 0.89 but reaches the review "
+                         "threshold 0.50"]
+    assert v.summary().borderline == ["Pneumonia"]
+
+
+def test_borderline_needs_a_negative_at_or_above_the_review_threshold() -> None:
+    normal = report("No focal consolidation.", "No pneumonia.")
+    out = thresholded({"Pneumonia": 0.45}, {"Pneumonia": 0.889})
+    assert review_report(normal, out, ReportRequest(confidence_threshold=0.5)).borderline == []
+    out = thresholded({"Pneumonia": 0.7}, {"Pneumonia": 0.889})
+    assert review_report(normal, out, ReportRequest(confidence_threshold=0.75)).borderline == []
+    assert review_report(normal, out, ReportRequest(confidence_threshold=0.7)).borderline == ["Pneumonia"]  # inclusive
+    # A positive is a finding, not a borderline negative; a not-assessed observation has no probability.
+    f = Finding(finding="Pneumonia", label="Pneumonia", confidence=0.95)
+    v = review_report(report("Pneumonia.", "Pneumonia.", [f]), thresholded({"Pneumonia": 0.95}, {"Pneumonia": 0.889}),
+                      ReportRequest(confidence_threshold=0.5))
+    assert v.borderline == [] and v.reasons == []
+    v = review_report(normal, output({}, assessed={"No Finding", "Pneumonia"}), ReportRequest(confidence_threshold=0.0))
+    assert v.borderline == ["Pneumonia"]  # 0.05 >= 0.0: only the assessed one, never No Finding
