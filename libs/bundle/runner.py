@@ -169,8 +169,10 @@ class BundleRunner:
         parts = [self._run(chunk, [OUTPUT_EMBEDDING])[OUTPUT_EMBEDDING] for chunk in self._chunks(x)]
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
-    def predict_and_embed(self, images: np.ndarray, contexts=None) -> tuple[list[ModelOutput], np.ndarray | None]:
-        """predict() and embed() from a single encoder pass."""
+    def predict_and_embed(self, images: np.ndarray, contexts=None, *, generate: bool = True
+                          ) -> tuple[list[ModelOutput], np.ndarray | None]:
+        """predict() and embed() from a single encoder pass. generate=False skips report decoding (the
+        evaluation decodes the same head outputs under several contexts with generate_texts)."""
         x = self._prepare(images)
         if isinstance(contexts, (list, tuple)):
             if len(contexts) != len(x):
@@ -190,7 +192,7 @@ class BundleRunner:
             elapsed_ms = (time.perf_counter() - start) * 1000.0
             for out in batch:
                 out.inference_ms = elapsed_ms
-            if self._decoder is not None:
+            if self._decoder is not None and generate:
                 tokens = result.get("image_tokens")
                 contexts = per_image[len(outputs) : len(outputs) + len(batch)]
                 prefixes = None if tokens is None else np.ascontiguousarray(tokens, dtype=np.float32)
@@ -232,6 +234,20 @@ class BundleRunner:
         step = self.manifest.batching.max_batch_size
         return [x[i : i + step] for i in range(0, len(x), step)]
 
+    def generate_texts(self, outputs: list[ModelOutput], contexts: list) -> list[str]:
+        """Report texts for head outputs of predict(..., generate=False) under the given contexts, one per
+        output, decoded max_batch_size at a time as in predict(). Only for bundles whose decoder reads no
+        image tokens (the outputs do not keep them)."""
+        if self._decoder is None:
+            raise ValueError("this bundle has no report decoder")
+        if (self.manifest.generation or Generation()).image_tokens:
+            raise ValueError("this bundle's decoder reads image tokens: use predict()")
+        step = self.manifest.batching.max_batch_size
+        texts: list[str] = []
+        for i in range(0, len(outputs), step):
+            texts += [g.text for g in self._generate(outputs[i:i + step], contexts[i:i + step], None)]
+        return texts
+
     def _generate(self, outputs: list[ModelOutput], contexts: list, prefixes: np.ndarray | None):
         """The chunk's reports, decoded together when the decoder takes an attention mask."""
         from libs.bundle.decoder import prompt_for
@@ -260,7 +276,8 @@ class BundleRunner:
             threshold = m.thresholds[label]
             box = None
             if heatmaps is not None and p >= threshold and label not in _NO_BOX_LABELS:
-                box = heatmap_box(heatmaps[idx], self.image_size)
+                # The manifest's policy: no box unless the activation is focal (docs/bundle.md, "Boxes").
+                box = heatmap_box(heatmaps[idx], self.image_size, m.boxes.threshold, m.boxes.max_area_fraction)
             predictions.append(LabelPrediction(label=label, probability=p, threshold=threshold, bounding_box=box))
         return ModelOutput(model_name=m.name, model_version=m.version, predictions=predictions)
 

@@ -85,6 +85,18 @@ def series_and_number(src_path: str) -> tuple[str, int]:
     raise ValueError(f"unrecognised Kermany file name {name!r}")
 
 
+def series_of(records) -> list[str]:  # noqa: ANN001 - list[ImageRecord] of one Kermany folder
+    """The file-name series of each record's original file (labels.csv's src_path)."""
+    import csv
+
+    if not records:
+        return []
+    root = Path(records[0].path).parents[1]
+    with open(root / "labels.csv", newline="", encoding="utf-8") as fh:
+        src = {row["file"]: row["src_path"] for row in csv.DictReader(fh)}
+    return [series_and_number(src[str(Path(r.path).relative_to(Path(r.path).parents[1]))])[0] for r in records]
+
+
 def make_block_split(root: Path = DEFAULT_ROOT, val_fraction: float = 0.2) -> dict[str, list[str]]:
     """Validation = whole acquisition blocks: within each file-name series, the patients with the
     EARLIEST numbers (about `val_fraction` of the series' images), every image of a patient (and of

@@ -17,7 +17,7 @@ import numpy as np
 
 
 def run_summary(run_dir: Path, bootstrap: int = 500) -> dict:
-    from libs.data.kermany import DEFAULT_ROOT, PNEUMONIA, load_kermany, series_and_number
+    from libs.data.kermany import DEFAULT_ROOT, PNEUMONIA, load_kermany, series_of
     from libs.model.calibration import auroc, bootstrap_ci, operating_point, reliability
     from libs.model.config import TrainConfig
 
@@ -32,11 +32,7 @@ def run_summary(run_dir: Path, bootstrap: int = 500) -> dict:
     p[y == 1], p[y == 0] = scores["pos"], scores["neg"]
     thr = state["thresholds"]["Pneumonia"]
     groups = np.asarray([r.group for r in records])
-    import csv
-
-    src = {row["file"]: row["src_path"] for row in csv.DictReader(open(Path(records[0].path).parents[1] / "labels.csv"))}
-    series = np.asarray([series_and_number(src[str(Path(r.path).relative_to(Path(r.path).parents[1]))])[0]
-                         for r in records])
+    series = np.asarray(series_of(records))
     out = {
         "run": run_dir.name,
         "split": cfg.data.images.split_file,

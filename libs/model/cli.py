@@ -2,7 +2,8 @@
 
     cxr-report train    --config configs/reference.yaml [--fresh] [--set stages.lm.epochs=2 ...]
     cxr-report export   --config configs/reference.yaml
-    cxr-report evaluate --config configs/reference.yaml [--out models/reference/eval]
+    cxr-report evaluate --config configs/reference.yaml [--out models/reference/eval] [--baseline-bundle DIR]
+                        [--contexts none,age_only,...] [--limit N]
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def _cmd_evaluate(args) -> int:
     from libs.model.evaluate import evaluate
 
     cfg = _config(args)
-    summary = evaluate(cfg, out_dir=args.out, progress=not args.quiet, bootstrap=args.bootstrap)
+    contexts = [c.strip() for c in args.contexts.split(",") if c.strip()] if args.contexts else None
+    summary = evaluate(cfg, out_dir=args.out, progress=not args.quiet, bootstrap=args.bootstrap,
+                       baseline_bundle=args.baseline_bundle, contexts=contexts, limit=args.limit)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -85,4 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--out", type=Path, help="output folder (default: <bundle_dir>/eval)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% CIs")
+    p.add_argument("--baseline-bundle", type=Path,
+                   help="an earlier bundle to compare text metrics with (e.g. a copy of 1.2.1)")
+    p.add_argument("--contexts", help="comma-separated context names of the robustness suite (default: all of "
+                                      "libs.model.robustness.CONTEXTS)")
+    p.add_argument("--limit", type=int, help="IU test reports for the robustness suite and the baseline "
+                                             "comparison (default 200)")
     p.set_defaults(func=_cmd_evaluate)

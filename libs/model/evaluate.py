@@ -255,18 +255,30 @@ def qa_flag_stats(records, findings, texts, thresholds: dict[str, float], name: 
 
 # -- main ---------------------------------------------------------------------------------------------
 
-def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = True, bootstrap: int = 1000) -> dict:
+def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = True, bootstrap: int = 1000, *,
+             baseline_bundle: Path | None = None, contexts: list[str] | None = None, limit: int | None = None) -> dict:
+    """`contexts`: names from libs.model.robustness.CONTEXTS (default all); `limit`: IU test reports used by
+    the robustness suite and the comparison with `baseline_bundle` (default 200; the Kermany validation
+    images are all used)."""
     from libs.bundle.decoder import ReportDecoder, build_prompt, findings_prompt
     from libs.bundle.manifest import load_manifest
+    from libs.bundle.runner import BundleRunner
+    from libs.model import robustness
     from libs.model.calibration import auroc, bootstrap_ci, operating_point, reliability, roc_curve
     from libs.model.export import normalized_images, run_encoder
     from libs.model.images import load_images_cached
-    from libs.model.nlg import score_texts
     from libs.model.prompts import HeadErrorModel, context_text, reference_findings
+    from libs.model.serving_eval import report_heads, run_heads
     from libs.model.train import label_matrix, load_datasets
 
     bundle = cfg.path(cfg.bundle_dir)
     manifest = load_manifest(bundle)
+    names = list(robustness.CONTEXTS) if contexts is None else contexts
+    unknown = [n for n in names if n not in robustness.CONTEXTS]
+    if unknown:
+        raise ValueError(f"unknown context(s) {', '.join(unknown)}; known: {', '.join(robustness.CONTEXTS)}")
+    suite_contexts = {n: robustness.CONTEXTS[n] for n in names}
+    runner = BundleRunner(bundle, ["CPUExecutionProvider"])
     out_dir = Path(out_dir) if out_dir else bundle / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     data = load_datasets(cfg)
@@ -280,9 +292,13 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
     val_imgs = data.images_in("val")
     head = None
     probs = None
+    heads = []
     if val_imgs:
-        x = normalized_images(load_images_cached([r.path for r in val_imgs], cfg.image_size, cache, progress), norm)
-        probs = run_encoder(bundle / manifest.files.encoder, x, ["probabilities"])["probabilities"]
+        # The platform's own path: wrapped as DX DICOM, validated as intake does, read by ingestion, run by
+        # the bundle runner in batches (libs.model.serving_eval).
+        heads = run_heads(runner, [r.path for r in val_imgs], progress=progress)
+        probs = np.asarray([[np.nan if p.probability is None else p.probability for p in h.output.predictions]
+                            for h in heads], dtype=np.float64)
         labels = label_matrix(val_imgs)
         groups = np.asarray([r.group for r in val_imgs])
         det, scores = {}, {}
@@ -310,9 +326,14 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
                 entry["reliability_uncalibrated"] = reliability(y, 1 / (1 + np.exp(-((z - b) / a))))
             det[label] = entry
             scores[label] = {"pos": p[y == 1].tolist(), "neg": p[y == 0].tolist()}
-        split_name = ("Kermany patient-grouped validation (configs/splits/kermany_val.json)"
-                      if cfg.data.images.kind == "kermany" else f"{cfg.data.images.kind} validation split")
+        split_file = cfg.data.images.split_file or "patient-grouped random split"
+        split_name = (f"Kermany validation ({split_file})" if cfg.data.images.kind == "kermany"
+                      else f"{cfg.data.images.kind} validation split")
         result["detection"] = {"split": split_name,
+                               "path": "serving: DX DICOM wrap -> intake validation -> ingestion load_for_model -> "
+                                       "bundle runner (INT8 ONNX, batched)",
+                               "boxes": box_statistics(heads, manifest),
+                               "specificity_by_series": _specificity_by_series(val_imgs, probs, manifest),
                                "n_images": len(val_imgs), "labels": det,
                                "critical_findings": {k: ("assessed" if k in manifest.assessed_labels else "not assessed")
                                                      for k in sorted(CRITICAL_LABELS)}}
@@ -326,6 +347,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
                                 no_repeat_ngram_size=gen.no_repeat_ngram_size if gen else 0,
                                 num_beams=gen.num_beams if gen else 1, length_penalty=gen.length_penalty if gen else 1.0)
         result["generation"] = gen.model_dump() if gen else None
+    fmt = manifest.generation.prompt_format if manifest.generation else "cxr-findings-v1"
 
     # ---- report side
     train_reports = data.reports_in("train")
@@ -345,7 +367,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
         if head is not None:
             cond_inputs["B_bundle"] = ([head.sample(r.statuses, rng) for r in test], dict(manifest.thresholds))
         for cond, (findings, thresholds) in cond_inputs.items():
-            prompts = [build_prompt(context_text(r.context), findings_prompt(f)) for r, f in zip(test, findings)]
+            prompts = [build_prompt(context_text(r.context), findings_prompt(f, fmt)) for r, f in zip(test, findings)]
             texts = _generate(decoder, prompts, progress, cond)
             conditions[cond] = _score_condition(test, prompts, [_decisions(f) for f in findings], texts, normal,
                                                 retrieval, ref_results, bootstrap, cfg.seed)
@@ -362,7 +384,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
         findings = [[(label, float(enc["probabilities"][i, CHEXPERT_LABELS.index(label)]),
                       float(enc["probabilities"][i, CHEXPERT_LABELS.index(label)]) >= manifest.thresholds[label])
                      for label in manifest.assessed_labels] for i in range(len(records))]
-        prompts = [build_prompt(context_text(r.context), findings_prompt(f)) for r, f in zip(records, findings)]
+        prompts = [build_prompt(context_text(r.context), findings_prompt(f, fmt)) for r, f in zip(records, findings)]
         texts = [decoder.generate(p, enc["image_tokens"][i:i + 1]).text for i, p in enumerate(prompts)]
         paired_train = [p.report for p in data.paired_in("train")] or records
         conditions = {"P_paired_images": _score_condition(
@@ -372,20 +394,26 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
                                                                   manifest.name, manifest.version)
         result["reports"] = {"split": "paired test split (image + report)", "conditions": conditions}
 
-    # ---- end-to-end text on images
-    if decoder is not None and probs is not None and not (manifest.generation and manifest.generation.image_tokens):
+    # ---- end-to-end text on images, and the context-robustness suite (finished reports, as the API returns them)
+    if decoder is not None and heads and not (manifest.generation and manifest.generation.image_tokens):
         y = label_matrix(val_imgs)
         j = CHEXPERT_LABELS.index("Pneumonia")
+        suites = {}
+        served_by_context = {}
+        for name, ctx in suite_contexts.items():
+            served_by_context[name] = report_heads(runner, heads, ctx, progress=progress)
+            suites[name] = robustness.summarize_context(served_by_context[name])
+        result["robustness"] = {"kermany_validation": suites}
         if "Pneumonia" in manifest.assessed_labels:
             thr = manifest.thresholds["Pneumonia"]
-            findings = [[(label, float(probs[i, CHEXPERT_LABELS.index(label)]),
-                          float(probs[i, CHEXPERT_LABELS.index(label)]) >= manifest.thresholds[label])
-                         for label in manifest.assessed_labels] for i in range(len(val_imgs))]
-            prompts = [build_prompt("none", findings_prompt(f)) for f in findings]
+            served = served_by_context.get("none") or report_heads(runner, heads, None, progress=progress)
+            findings = [[(p.label, float(p.probability), bool(p.positive)) for p in h.output.predictions if p.assessed]
+                        for h in heads]
             decisions = [_decisions(f) for f in findings]
             normal = constant_normal_report(train_reports) if train_reports else ""
             retrieval = Retrieval(train_reports) if train_reports else None
-            texts = {"model": _generate(decoder, prompts, progress, "images"),
+            texts = {"model": [f"{s.report.findings_text}\n{s.report.impression}" for s in served],
+                     "model_raw_decoder": [s.raw_text or "" for s in served],
                      "constant_normal": [normal] * len(val_imgs),
                      "template": [template_report(d) for d in decisions]}
             if retrieval is not None:
@@ -393,7 +421,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
             truth = y[:, j] == 1
             rows = {}
             for name, hyps in texts.items():
-                res = _label_all(hyps)
+                res = _label_all([_without_not_assessed(h) for h in hyps])
                 # a hedged mention ("may represent pneumonia") counts: the draft does raise it
                 said = np.asarray([r.observations["Pneumonia"].status.value in ("positive", "uncertain") for r in res])
                 rows[name] = {**{k: v for k, v in operating_point(truth, said.astype(float), 0.5).items()
@@ -401,12 +429,27 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
                               "f1": 2 * (said & truth).sum() / max(2 * (said & truth).sum() + (said & ~truth).sum()
                                                                    + (~said & truth).sum(), 1)}
             result["images_end_to_end"] = {
-                "what": "Kermany validation images -> bundle (INT8 encoder -> Pneumonia score -> decoder); the "
-                        "generated text is labelled by the project's labeler and its Pneumonia mention compared "
-                        "with the image label. Baselines get the same head decisions.",
+                "what": "Kermany validation images through the serving path, context none; 'model' is the finished "
+                        "report (Findings + Impression), 'model_raw_decoder' the decoder's text before grounding. "
+                        "The text is labelled by the project's labeler and its Pneumonia mention compared with the "
+                        "image label. Baselines get the same head decisions.",
                 "n": len(val_imgs), "head_threshold": thr, "systems": rows,
-                "examples": [{"image": Path(val_imgs[i].path).name, "label": int(truth[i]), "prompt": prompts[i],
-                              "generated": texts["model"][i]} for i in (0, len(val_imgs) - 1)]}
+                "examples": [{"image": served[i].head.name, "label": int(truth[i]),
+                              "raw_decoder": served[i].raw_text, "report": texts["model"][i]}
+                             for i in (0, len(val_imgs) - 1)]}
+    if decoder is not None and head is not None and test:
+        iu = test[: (200 if limit is None else limit)]
+        iu_heads = iu_bundle_heads(iu, head, manifest, rng)
+        result.setdefault("robustness", {})["iu_test_prompts"] = robustness.run_suite(
+            runner, iu_heads, suite_contexts, progress=progress)
+        result["robustness"]["iu_n"] = len(iu)
+        comparison = {"this": grounded_text_metrics(runner, iu, progress)}
+        if baseline_bundle is not None:
+            base = BundleRunner(baseline_bundle, ["CPUExecutionProvider"])
+            comparison[f"baseline {base.model_version}"] = grounded_text_metrics(base, iu, progress)
+        result["text_vs_baseline"] = {"what": "IU test prompts, condition A (context + the 14 reference labels), the "
+                                              "first n test reports; raw decoder text and the finished report",
+                                      "n": len(iu), "bundles": comparison}
 
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
     (out_dir / "evaluation.md").write_text(render_markdown(result), encoding="utf-8")
@@ -419,7 +462,78 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
     return summary
 
 
+def _without_not_assessed(text: str) -> str:
+    from libs.reporting.templating import NOT_ASSESSED_PREFIX
+
+    return "\n".join(line for line in text.splitlines()
+                     if not line.strip().lower().startswith(NOT_ASSESSED_PREFIX.lower()))
+
+
+def _clinical_context(ctx):  # noqa: ANN001, ANN202 - libs.data.records.Context -> ClinicalContext
+    """A dataset record's context as an API request carries it. IU gives no prior date, only that a prior
+    exists: a placeholder date stands for it (the prompt says "prior study" either way)."""
+    import datetime as dt
+
+    from libs.domain.context import ClinicalContext
+    from libs.bundle.decoder import MAX_INDICATION_CHARS
+
+    return ClinicalContext(age=ctx.age if ctx.age is not None and 0 <= ctx.age <= 130 else None,
+                           sex=ctx.sex if ctx.sex in ("M", "F", "O", "U") else None,
+                           indication=(ctx.indication or "")[:MAX_INDICATION_CHARS] or None,
+                           prior_studies=[dt.date(2000, 1, 1)] if ctx.has_prior else [])
+
+
+def _output_from_findings(findings, thresholds: dict[str, float], manifest):  # noqa: ANN001, ANN202
+    """A ModelOutput whose assessed labels are `findings` [(label, probability, positive)]."""
+    from libs.domain.model_output import LabelPrediction, ModelOutput
+
+    scores = {label: p for label, p, _ in findings}
+    return ModelOutput(model_name=manifest.name, model_version=manifest.version, predictions=[
+        LabelPrediction(label=label, probability=scores.get(label),
+                        threshold=thresholds.get(label, 0.5) if label in scores else None)
+        for label in CHEXPERT_LABELS])
+
+
+def iu_bundle_heads(records, head, manifest, rng) -> list:  # noqa: ANN001
+    """IU test reports as the bundle would see them (condition B: the assessed labels scored like the
+    head scores), with no image: no box, so no side."""
+    from libs.model.serving_eval import HeadResult
+
+    return [HeadResult(name=r.report_id, output=_output_from_findings(head.sample(r.statuses, rng),
+                                                                      dict(manifest.thresholds), manifest),
+                       image=None, rows=0) for r in records]
+
+
+def grounded_text_metrics(runner, records, progress: bool) -> dict:  # noqa: ANN001
+    """BLEU-4, ROUGE-L and CE micro-F1 of one bundle on IU condition A, for the decoder's raw text and for
+    the finished report (grounded and completed by the renderer), each against the reference report."""
+    from libs.domain.request import ReportRequest
+    from libs.model.nlg import score_texts
+    from libs.model.prompts import reference_findings
+    from libs.model.serving_eval import decode_distinct
+    from libs.reporting.render import render_report
+
+    outputs = [_output_from_findings(reference_findings(r.statuses), {}, runner.manifest) for r in records]
+    contexts = [_clinical_context(r.context) for r in records]
+    raw = decode_distinct(runner, outputs, contexts, progress=progress)
+    finished = []
+    for k, (out, ctx, text) in enumerate(zip(outputs, contexts, raw, strict=True)):
+        report = render_report(f"iu-{k}", f"iu-{k}", out.model_copy(update={"text": text}),
+                               ReportRequest(clinical_context=ctx))
+        finished.append(_without_not_assessed(f"{report.findings_text}\n{report.impression}"))
+    refs = [r.text for r in records]
+    ref_results = _label_all(refs)
+    out = {"bundle": f"{runner.model_name} {runner.model_version}"}
+    for name, hyps in (("raw_decoder", raw), ("finished_report", finished)):
+        nlg = score_texts(hyps, refs, meteor=False, bootstrap=0)
+        ce = clinical_scores(_label_all(hyps), ref_results, bootstrap=0)
+        out[name] = {"BLEU-4": nlg["BLEU-4"], "ROUGE-L": nlg["ROUGE-L"], "CE_micro_F1": ce["micro"]["f1"]}
+    return out
+
+
 def summarize(result: dict) -> dict:
+    from libs.model.robustness import passes as robustness_passes
+
     s: dict = {"version": result["bundle"]["version"]}
     for label, d in result.get("detection", {}).get("labels", {}).items():
         s[f"auroc_{label}"] = round(d["auroc"], 4)
@@ -434,11 +548,58 @@ def summarize(result: dict) -> dict:
         q = c.get("qa_flags", {}).get("stated")
         if q:
             s[f"{cond}.qa_flag"] = {"sensitivity_critical": q["sensitivity"], "flagged_fraction": q["flagged_fraction"]}
+    rob = result.get("robustness", {})
+    for suite in ("kermany_validation", "iu_test_prompts"):
+        if suite in rob:
+            s[f"robustness.{suite}"] = {
+                "passes": robustness_passes(rob[suite]),
+                "min_agreement": min(v["agreement"] for v in rob[suite].values()),
+                "contradictions": sum(v["contradictions"] for v in rob[suite].values()),
+                "unsupported": sum(v["unsupported"] for v in rob[suite].values()),
+                "age_inappropriate": sum(v["age_inappropriate"] for v in rob[suite].values()),
+                "interval": sum(v["interval"] for v in rob[suite].values())}
     if "images_end_to_end" in result:
         m = result["images_end_to_end"]["systems"]["model"]
         s["images_end_to_end_pneumonia_text"] = {"sensitivity": round(m["sensitivity"], 4),
                                                  "specificity": round(m["specificity"], 4)}
     return s
+
+
+def box_statistics(heads, manifest) -> dict:  # noqa: ANN001 - serving_eval.HeadResult list, Manifest
+    """Per assessed label: how many head-positive images got a (focal) box, and the boxes' share of the
+    source image (boxes are emitted only under the manifest's box policy, docs/bundle.md)."""
+    out = {}
+    for label in manifest.assessed_labels:
+        pos = [h for h in heads if h.output.prediction(label).positive]
+        fractions = []
+        for h in pos:
+            box = h.output.prediction(label).bounding_box
+            if box is not None:
+                fractions.append((box[2] - box[0]) * (box[3] - box[1]) / float(h.image.width * h.rows))
+        f = np.asarray(fractions)
+        out[label] = {"positives": len(pos), "with_box": len(fractions),
+                      "area_fraction": ({"median": float(np.median(f)), "p10": float(np.percentile(f, 10)),
+                                         "p90": float(np.percentile(f, 90)), "max": float(f.max())} if len(f) else None)}
+    return out
+
+
+def _specificity_by_series(records, probs: np.ndarray, manifest) -> dict | None:  # noqa: ANN001
+    """Specificity at the shipped threshold on each normal file-name series of the Kermany validation
+    split (a head that learnt one series' look as "normal" fails on the other's normal films)."""
+    from libs.data.kermany import series_of
+
+    try:
+        series = np.asarray(series_of(records))
+    except (OSError, KeyError, ValueError):
+        return None  # not the Kermany layout
+    if "Pneumonia" not in manifest.assessed_labels:
+        return None
+    j = CHEXPERT_LABELS.index("Pneumonia")
+    y = np.asarray([r.labels[j] for r in records])
+    thr = manifest.thresholds["Pneumonia"]
+    return {s: {"n": int(((series == s) & (y == 0)).sum()),
+                "specificity": float((probs[(series == s) & (y == 0), j] < thr).mean())}
+            for s in sorted(set(series[y == 0]))}
 
 
 def _write_manifest_summary(bundle: Path, summary: dict) -> None:
@@ -522,6 +683,40 @@ def render_markdown(result: dict) -> str:
                 lines.append(f"| {cond} | {key.replace('_', ' ')} | {q['studies']} | {q['flagged']} "
                              f"({_f(q['flagged_fraction'])}{_ci(q['flagged_fraction_ci95'])}) | {q['critical_studies']} | "
                              f"{_f(q['sensitivity'])}{_ci(q['sensitivity_ci95'])} | {per} |")
+        lines.append("")
+    det = result.get("detection")
+    if det and det.get("boxes"):
+        lines += ["## Boxes (head-positive images, serving path)", "",
+                  "| label | positives | with a focal box | area / image: median | p10 | p90 | max |", "|---|---|---|---|---|---|---|"]
+        for label, b in det["boxes"].items():
+            a = b["area_fraction"] or {}
+            lines.append(f"| {label} | {b['positives']} | {b['with_box']} | {_f(a.get('median'))} | {_f(a.get('p10'))} | "
+                         f"{_f(a.get('p90'))} | {_f(a.get('max'))} |")
+        lines.append("")
+    if det and det.get("specificity_by_series"):
+        lines += ["Specificity at the shipped threshold by normal file-name series: " + ", ".join(
+            f"{k} {v['specificity']:.3f} (n {v['n']})" for k, v in det["specificity_by_series"].items()), ""]
+    rob = result.get("robustness")
+    if rob:
+        from libs.model.robustness import markdown as robustness_markdown
+
+        lines += ["## Context robustness", "",
+                  "The same studies under each fixed context (libs.model.robustness.CONTEXTS). Agreement: text states "
+                  "present exactly the head's positives and the Impression names each. Counts are sentences, except "
+                  "contradictions (studies). 'raw' columns: the decoder's text before grounding.", ""]
+        suites = {"Kermany validation (serving path)": rob["kermany_validation"]} if "kermany_validation" in rob else {}
+        if "iu_test_prompts" in rob:
+            suites[f"IU test prompts, condition B (first {rob['iu_n']} reports)"] = rob["iu_test_prompts"]
+        lines += robustness_markdown(suites)
+    tvb = result.get("text_vs_baseline")
+    if tvb:
+        lines += [f"## Text metrics beside the baseline ({tvb['what']}, n = {tvb['n']})", "",
+                  "| bundle | text | BLEU-4 | ROUGE-L | CE micro F1 |", "|---|---|---|---|---|"]
+        for key, b in tvb["bundles"].items():
+            for part in ("raw_decoder", "finished_report"):
+                m = b[part]
+                lines.append(f"| {b['bundle']} | {part.replace('_', ' ')} | {_f(m['BLEU-4'])} | {_f(m['ROUGE-L'])} | "
+                             f"{_f(m['CE_micro_F1'])} |")
         lines.append("")
     e2e = result.get("images_end_to_end")
     if e2e:
