@@ -19,6 +19,20 @@ class Finding(BaseModel):
     is_critical: bool = False
 
 
+class AssessedObservation(BaseModel):
+    """The head's output for one observation the bundle assesses, positive or not: what outside monitoring
+    (AUROC, calibration) needs, and what a reader needs to see how close a negative came."""
+
+    label: str = Field(description="The CheXpert observation")
+    probability: float = Field(ge=0.0, le=1.0, description="Calibrated probability from the detection head")
+    threshold: float = Field(ge=0.0, le=1.0, description="The bundle's operating threshold for this observation")
+    present: bool = Field(description="The head's call: probability >= threshold (then it is also in `findings`)")
+    is_critical: bool = False
+    bounding_box: list[int] | None = Field(
+        default=None, description="[x0, y0, x1, y1] in source image pixels; only for present observations with a "
+                                  "focal activation")
+
+
 class QaSummary(BaseModel):
     """What QA found comparing the report text with the detection head; kept per study for monitoring."""
 
@@ -68,6 +82,9 @@ class Report(BaseModel):
     findings_text: str
     impression: str
     recommendations: str
+    observations: list[AssessedObservation] = Field(
+        default_factory=list,
+        description="Every observation the bundle assesses, positive or not, in CheXpert order (No Finding excluded)")
     not_assessed: list[str] = Field(
         default_factory=list, description="Observations the installed model does not assess"
     )

@@ -4,8 +4,10 @@ One reviewed job gives:
 - a `DiagnosticReport` (status `preliminary`, never `final`): category RAD, LOINC code of the study,
   pseudonymous subject, the imaging study, times, conclusion (the impression), SNOMED CT conclusion
   codes of the positive findings, the whole text as base64 text/plain, and QA's verdict as extensions;
-- one `Observation` per positive finding: "present", interpretation, confidence and threshold as
-  components, severity, side as bodySite, the box as an extension;
+- one `Observation` per observation the bundle assesses, positive or not (`Report.observations`): value
+  "present" or "absent" (the head's call), interpretation POS (+ A/AA) or NEG, the calibrated probability
+  and the decision threshold as components; positives also carry severity, side as bodySite and the box as
+  an extension. Reports stored before observations existed give one per positive finding;
 - a `Device` for the model (name and version);
 - a `Provenance` recording that the Device authored the report and its Observations.
 
@@ -38,7 +40,7 @@ from fhir.resources.R4B.provenance import Provenance
 
 from libs.domain.labels import CHEXPERT_LABELS
 from libs.domain.model_output import ModelOutput
-from libs.domain.report import Finding, Report
+from libs.domain.report import AssessedObservation, Finding, Report
 from libs.domain.study import View
 from libs.fhir import codes
 
@@ -227,6 +229,47 @@ def build_observation(src: ReportSource, finding: Finding, device: Device, repor
     return _validated(Observation, data)
 
 
+def build_negative_observation(src: ReportSource, obs: AssessedObservation, device: Device,
+                               report_id: str) -> Observation:
+    """An assessed observation the head calls absent: its probability stays visible (monitoring, borderline)."""
+    from libs.reporting.phrases import PHRASES
+
+    data: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": observation_id(report_id, obs.label),
+        "status": "preliminary",
+        "category": [{"coding": [codes.IMAGING.coding()]}],
+        "code": codes.finding_concept(obs.label, PHRASES[obs.label].noun if obs.label in PHRASES else obs.label),
+        "subject": subject_reference(src.study_uid),
+        "effectiveDateTime": _instant(src.effective),
+        "issued": _instant(src.issued),
+        "valueCodeableConcept": {"coding": [codes.ABSENT.coding()], "text": "absent"},
+        "interpretation": [{"coding": [codes.NEGATIVE.coding()]}],
+        "method": {"text": "AI detection head: calibrated probability below the model's per-label threshold"},
+        "device": {"reference": f"Device/{device.id}"},
+        "derivedFrom": [imaging_study_reference(src.study_uid)],
+        "component": [
+            {"code": {"coding": [codes.CONFIDENCE.coding()], "text": "confidence"},
+             "valueQuantity": _quantity(obs.probability)},
+            {"code": {"coding": [codes.THRESHOLD.coding()], "text": "decision threshold"},
+             "valueQuantity": _quantity(obs.threshold)},
+        ],
+    }
+    return _validated(Observation, data)
+
+
+def build_observations(src: ReportSource, device: Device, report_id: str) -> list[Observation]:
+    """One Observation per assessed observation: the positive findings first, in the report's order
+    (critical first, then by confidence), then the negatives in CheXpert order. A report stored before
+    observations were recorded gives its findings only."""
+    report = src.report
+    out = [build_observation(src, f, device, report_id) for f in report.findings]
+    positive = {f.label for f in report.findings}
+    out += [build_negative_observation(src, obs, device, report_id)
+            for obs in report.observations if not obs.present and obs.label not in positive]
+    return out
+
+
 def _narrative(text: str) -> dict[str, str]:
     body = html.escape(text, quote=False)
     return {
@@ -310,7 +353,7 @@ def build_resources(src: ReportSource) -> ReportResources:
     report_id = report_resource_id(src.report)
     model_name = src.output.model_name if src.output is not None else "unknown-model"
     device = build_device(model_name, src.report.model_version)
-    observations = [build_observation(src, f, device, report_id) for f in src.report.findings]
+    observations = build_observations(src, device, report_id)
     text = document_text(src.report, study_code(src.views).display)
     diagnostic_report = build_diagnostic_report(src, observations, report_id, text)
     provenance = build_provenance(src, diagnostic_report, observations, device)

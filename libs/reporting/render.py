@@ -28,7 +28,7 @@ import re
 from libs.core.errors import InputRejected
 from libs.domain.labels import ABNORMAL_LABELS, CRITICAL_LABELS
 from libs.domain.model_output import LabelPrediction, ModelOutput
-from libs.domain.report import Finding, Report, TextGrounding
+from libs.domain.report import AssessedObservation, Finding, Report, TextGrounding
 from libs.domain.request import ReportRequest
 from libs.qa.laterality import ImageInfo, box_side
 from libs.reporting.grounding import ground
@@ -132,6 +132,7 @@ def render_report(
         report_id=f"rpt-{job_id}",
         study_id=study_uid,
         findings=findings,
+        observations=_assessed_observations(output),
         findings_text=findings_text,
         impression=impression,
         recommendations=_recommendations(template, findings),
@@ -140,6 +141,20 @@ def render_report(
         template=template.name,
         text_grounding=_grounding_summary(grounded, by_label),
     )
+
+
+def _assessed_observations(output: ModelOutput) -> list[AssessedObservation]:
+    """Every assessed observation with its probability and threshold, negatives included."""
+    out = []
+    for pred in output.predictions:
+        if not pred.assessed or pred.threshold is None or pred.label == "No Finding":
+            continue
+        present = bool(pred.positive)
+        out.append(AssessedObservation(label=pred.label, probability=round(float(pred.probability), 4),
+                                       threshold=round(float(pred.threshold), 6), present=present,
+                                       is_critical=pred.label in CRITICAL_LABELS,
+                                       bounding_box=pred.bounding_box if present else None))
+    return out
 
 
 def _grounded_findings(template: ReportTemplate, output: ModelOutput, grounded, by_label: dict[str, Finding]) -> str:

@@ -32,6 +32,18 @@ class FindingOut(BaseModel):
     laterality: Literal["left", "right", "bilateral"] | None = None
 
 
+class ObservationOut(BaseModel):
+    """The detection head's output for one assessed observation, positive or not."""
+
+    label: str = Field(description="The CheXpert observation")
+    probability: float = Field(description="Calibrated probability from the detection head")
+    threshold: float = Field(description="The model's operating threshold for it")
+    present: bool = Field(description="probability >= threshold (then it is also a finding)")
+    is_critical: bool = False
+    bounding_box: list[int] | None = Field(default=None, description="[x0, y0, x1, y1] in source image pixels "
+                                                                     "(present observations with a focal box)")
+
+
 class ReportOut(BaseModel):
     """The latest job's outcome for a study.
 
@@ -48,6 +60,9 @@ class ReportOut(BaseModel):
     findings_text: str | None = None
     impression: str | None = None
     recommendations: str | None = None
+    observations: list[ObservationOut] | None = Field(
+        default=None, description="Every observation the model assesses, with probability and threshold, "
+                                  "positive or not")
     not_assessed: list[str] | None = Field(default=None, description="Observations the model does not assess")
     processing_time_ms: int | None = None
     model_version: str | None = None

@@ -44,7 +44,13 @@ def test_read_diagnostic_report_observation_provenance_device(client: TestClient
     text = base64.b64decode(dr["presentedForm"][0]["data"]).decode()
     assert "Left pneumothorax (confidence 0.96)." in text
 
-    [first, second] = [r["reference"] for r in dr["result"]]
+    # positives first (critical first), then an Observation for each assessed negative (11 here)
+    [first, second, *negatives] = [r["reference"] for r in dr["result"]]
+    assert len(negatives) == 11
+    negative = fhir_json(client.get(f"/fhir/{negatives[0]}"))
+    Observation.model_validate(negative)
+    assert negative["interpretation"][0]["coding"][0]["code"] == "NEG"
+    assert negative["valueCodeableConcept"]["coding"][0]["code"] == "2667000"
     obs = fhir_json(client.get(f"/fhir/{first}"))
     Observation.model_validate(obs)
     assert obs["code"]["coding"][0]["code"] == "36118008"
@@ -118,7 +124,11 @@ def test_errors_under_fhir_are_operation_outcomes(client: TestClient) -> None:
     assert_outcome(client.get("/fhir/DiagnosticReport/whatever"), 404, "not-found")
     body = assert_outcome(client.get(f"/fhir/DiagnosticReport/rpt-{running}"), 404, "not-found")
     assert "not reviewed yet" in body["issue"][0]["diagnostics"]
-    assert_outcome(client.get(f"/fhir/Observation/rpt-{job_id}-o06"), 404)  # Consolidation: not a finding here
+    blind, _, _ = seed_reviewed_job(client.app.state.engine, model_output({"Edema": 0.9}, not_assessed={"Consolidation"}))
+    # an assessed negative is an Observation; an observation the model does not assess is not
+    assert fhir_json(client.get(f"/fhir/Observation/rpt-{job_id}-o06"))["interpretation"][0]["coding"][0]["code"] == "NEG"
+    body = assert_outcome(client.get(f"/fhir/Observation/rpt-{blind}-o06"), 404)
+    assert "does not assess Consolidation" in body["issue"][0]["diagnostics"]
     assert_outcome(client.get("/fhir/Observation/xyz"), 404)
     assert_outcome(client.get("/fhir/Provenance/xyz"), 404)
     assert_outcome(client.get("/fhir/Device/model-none"), 404)
@@ -181,7 +191,7 @@ def test_end_to_end_from_stow_to_fhir(make_settings, make_chest_dicom) -> None: 
         dr = fhir_json(client.get(f"/fhir/DiagnosticReport/{report['report_id']}"))
         assert dr["status"] == "preliminary"
         assert dr["conclusion"] == report["impression"]
-        assert len(dr.get("result", [])) == len(report["findings"])
+        assert len(dr.get("result", [])) == len(report["observations"]) >= len(report["findings"])
         requires = next(e for e in dr["extension"] if e["url"].endswith("requires-radiologist-review"))
         assert requires["valueBoolean"] == report["requires_radiologist_review"]
         text = base64.b64decode(dr["presentedForm"][0]["data"]).decode()

@@ -91,7 +91,9 @@ def test_diagnostic_report() -> None:
     # Positive findings only (the head's), with SNOMED CT where verified and always the CheXpert code.
     assert [[c["code"] for c in cc["coding"]] for cc in dr["conclusionCode"]] == [
         ["60046008", "pleural-effusion"], ["8186001", "cardiomegaly"]]
-    assert [r["reference"] for r in dr["result"]] == [f"Observation/{dr['id']}-o10", f"Observation/{dr['id']}-o02"]
+    # the positives first, then each assessed negative in CheXpert order (Fracture, o12, is not assessed)
+    assert [r["reference"] for r in dr["result"]] == [f"Observation/{dr['id']}-o{i:02d}" for i in
+                                                      (10, 2, 1, 3, 4, 5, 6, 7, 8, 9, 11, 13)]
     form = dr["presentedForm"][0]
     assert form["contentType"] == "text/plain; charset=utf-8" and form["language"] == "en"
     text = base64.b64decode(form["data"]).decode("utf-8")
@@ -116,9 +118,12 @@ def test_subject_is_pseudonymous_and_carries_no_identifier_of_a_person() -> None
     assert study_pseudonym(STUDY) == study_pseudonym(STUDY) != study_pseudonym(STUDY + "1")
 
 
-def test_observation_per_finding() -> None:
+def test_observation_per_assessed_observation() -> None:
     res = build_resources(source())
-    assert len(res.observations) == 2
+    # positives first (critical first), then every assessed negative; Fracture is not assessed: none
+    assert len(res.observations) == 12
+    ids = [parse_observation_id(o.id)[1] for o in res.observations]
+    assert ids[:2] == ["Pleural Effusion", "Cardiomegaly"] and "Fracture" not in ids and "No Finding" not in ids
     effusion = roundtrip(res.observations[0])
     assert effusion["id"].endswith("-o10") and parse_observation_id(effusion["id"])[1] == "Pleural Effusion"
     assert effusion["status"] == "preliminary"
@@ -178,10 +183,22 @@ def test_device_and_provenance_record_ai_authorship() -> None:
     assert prov["entity"][0]["role"] == "source"
 
 
-def test_no_findings_means_no_observations_and_no_conclusion_codes() -> None:
+def test_a_negative_observation_carries_its_probability_and_threshold() -> None:
+    res = build_resources(source())
+    pneumonia = roundtrip(next(o for o in res.observations if parse_observation_id(o.id)[1] == "Pneumonia"))
+    assert pneumonia["valueCodeableConcept"]["coding"] == [{"system": codes.SNOMED, "code": "2667000",
+                                                           "display": "Absent"}]
+    assert [i["coding"][0]["code"] for i in pneumonia["interpretation"]] == ["NEG"]
+    components = {c["code"]["coding"][0]["code"]: c["valueQuantity"]["value"] for c in pneumonia["component"]}
+    assert components == {"model-confidence": 0.4, "decision-threshold": 0.5}
+    assert "bodySite" not in pneumonia and "extension" not in pneumonia
+
+
+def test_no_findings_means_negative_observations_only_and_no_conclusion_codes() -> None:
     res = build_resources(source(model_output({})))
     dr = roundtrip(res.diagnostic_report)
-    assert res.observations == [] and "result" not in dr and "conclusionCode" not in dr
+    assert len(res.observations) == 13 and len(dr["result"]) == 13 and "conclusionCode" not in dr
+    assert all(roundtrip(o)["interpretation"][0]["coding"][0]["code"] == "NEG" for o in res.observations)
     assert dr["conclusion"] == "No acute cardiopulmonary abnormality among the observations this model assesses."
 
 

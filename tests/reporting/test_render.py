@@ -172,3 +172,19 @@ def test_document_text_lays_out_the_whole_report() -> None:
     assert "Flagged for radiologist review before use: critical finding: Pneumothorax (detection head)." in text
     assert "Drafted by model 1.0.0" in text
     assert report.template == "standard"
+
+
+def test_every_assessed_observation_is_visible_with_probability_and_threshold() -> None:
+    out = model_output({"Pneumonia": 0.62, "Pleural Effusion": 0.91}, not_assessed={"Fracture", "Edema"},
+                       boxes={"Pleural Effusion": [80, 500, 420, 900], "Pneumonia": [600, 100, 900, 400]},
+                       threshold=0.7)
+    report = render_report("j", "s", out, ReportRequest(), image=ImageInfo(width=1000, view=View.PA))
+    obs = {o.label: o for o in report.observations}
+    assert "Fracture" not in obs and "Edema" not in obs and "No Finding" not in obs
+    assert len(obs) == 11  # 13 abnormal labels less the two not assessed
+    assert obs["Pleural Effusion"].present and obs["Pleural Effusion"].is_critical
+    assert obs["Pleural Effusion"].bounding_box == [80, 500, 420, 900]
+    # a negative keeps its probability and threshold, and no box even where the map had one
+    assert (obs["Pneumonia"].probability, obs["Pneumonia"].threshold, obs["Pneumonia"].present) == (0.62, 0.7, False)
+    assert obs["Pneumonia"].bounding_box is None
+    assert [f.label for f in report.findings] == ["Pleural Effusion"]

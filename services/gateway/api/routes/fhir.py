@@ -3,7 +3,7 @@
     GET /fhir/metadata                                   CapabilityStatement
     GET /fhir/DiagnosticReport/{id}                      id = the report_id of the REST API ("rpt-<job id>")
     GET /fhir/DiagnosticReport?subject=&imaging-study=   searchset Bundle (+ _include=DiagnosticReport:result)
-    GET /fhir/Observation/{id}                           one positive finding
+    GET /fhir/Observation/{id}                           one assessed observation (positive or negative)
     GET /fhir/Device/{id}, GET /fhir/Provenance/{id}     the model, and the AI authorship record
 
 Bodies are `application/fhir+json`. Every error under /fhir, routing errors included, is an
@@ -166,7 +166,7 @@ def read_diagnostic_report(request: Request, engine: EngineDep) -> FhirResponse:
     return _resource(_load(engine, request.path_params["id"]).diagnostic_report)
 
 
-@router.get("/Observation/{id}", summary="Read a finding Observation", response_class=FhirResponse,
+@router.get("/Observation/{id}", summary="Read an assessed-observation Observation", response_class=FhirResponse,
             responses=_responses(404, 406), openapi_extra=_ID_PARAM)
 def read_observation(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
@@ -178,7 +178,7 @@ def read_observation(request: Request, engine: EngineDep) -> FhirResponse:
     for observation in resources.observations:
         if observation.id == resource_id:
             return _resource(observation)
-    raise FhirError(404, f"no Observation {resource_id}: the report has no positive {parsed[1]} finding")
+    raise FhirError(404, f"no Observation {resource_id}: the model does not assess {parsed[1]}")
 
 
 @router.get("/Provenance/{id}", summary="Read the AI authorship Provenance of a report", response_class=FhirResponse,

@@ -26,7 +26,7 @@ from services.gateway.api.deps import EngineDep, PublisherDep, SettingsDep
 from services.gateway.multipart import MultipartError, parse_media_type
 from services.gateway.problems import ProblemError, problem_responses
 from services.gateway.publish import PublishFailed
-from services.gateway.schemas import FindingOut, JobAccepted, JobOut, ReportOut, links_for
+from services.gateway.schemas import FindingOut, JobAccepted, JobOut, ObservationOut, ReportOut, links_for
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,7 @@ def _report_out(snap: _Snapshot) -> ReportOut:
         findings_text=report.findings_text,
         impression=report.impression,
         recommendations=report.recommendations,
+        observations=[ObservationOut(**o.model_dump()) for o in report.observations],
         not_assessed=report.not_assessed,
         processing_time_ms=report.processing_time_ms,
         model_version=report.model_version,
