@@ -9,7 +9,8 @@
 Quantisation: onnxruntime.quantization.quantize_static, QDQ format, int8 weights (per channel), int8 or
 uint8 activations (config `export.encoder_activations` / `decoder_activations`), MinMax calibration on
 training images (encoder) and on decoder steps recorded while generating from training-split prompts
-(decoder). In the decoder only the weight MatMuls are quantised
+(decoder). In the encoder every convolution but the stem (`export.encoder_float_stem`, measured in
+libs.model.config) is quantised; in the decoder only the weight MatMuls are
 (attention score/value products, LayerNorm, softmax and the embedding lookup stay float). The FP32
 graphs are kept in the run folder; parity (label agreement, AUROC, identical-token rate, BLEU/ROUGE
 deltas) is measured and written into the manifest.
@@ -230,6 +231,13 @@ def _weight_matmuls(path: Path) -> list[str]:
     return names
 
 
+def _convolutions(path: Path) -> list[str]:
+    """Names of a graph's Conv nodes in graph order (the first is the encoder's stem)."""
+    import onnx
+
+    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+
+
 def quantize(fp32: Path, int8: Path, feeds: list[dict], nodes: list[str] | None = None,
              op_types: list[str] | None = None, activations: str = "int8", symmetric: bool = False) -> Path:
     """Static INT8 (QDQ): int8 per-channel symmetric weights, `activations` ("int8" or "uint8"),
@@ -353,7 +361,9 @@ def export_bundle(cfg: TrainConfig, *, progress: bool = True) -> dict:
     enc8 = out / "encoder.int8.onnx"
     dec8 = out / "decoder.int8.onnx"
     if cfg.export.quantize:
-        quantize(enc32, enc8, [{"image": calib_x[i:i + 1]} for i in range(len(calib_x))], op_types=["Conv"],
+        convs = _convolutions(enc32)
+        quantize(enc32, enc8, [{"image": calib_x[i:i + 1]} for i in range(len(calib_x))],
+                 nodes=convs[1:] if cfg.export.encoder_float_stem else convs, op_types=["Conv"],
                  activations=cfg.export.encoder_activations, symmetric=cfg.export.symmetric_activations)
     else:
         shutil.copy(enc32, enc8)
