@@ -26,8 +26,9 @@ class AssessedObservation(BaseModel):
     label: str = Field(description="The CheXpert observation")
     probability: float = Field(ge=0.0, le=1.0, description="Calibrated probability from the detection head")
     threshold: float = Field(ge=0.0, le=1.0, description="The bundle's operating threshold for this observation")
-    present: bool = Field(description="The head's call: probability >= threshold (then it is also in `findings`)")
-    is_critical: bool = False
+    present: bool = Field(description="The head's call: probability >= threshold, judged before rounding "
+                                      "(then it is also in `findings`)")
+    is_critical: bool = Field(default=False, description="One of the critical observations (libs.domain.labels)")
     bounding_box: list[int] | None = Field(
         default=None, description="[x0, y0, x1, y1] in source image pixels; only for present observations with a "
                                   "focal activation")

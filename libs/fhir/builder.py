@@ -4,10 +4,10 @@ One reviewed job gives:
 - a `DiagnosticReport` (status `preliminary`, never `final`): category RAD, LOINC code of the study,
   pseudonymous subject, the imaging study, times, conclusion (the impression), SNOMED CT conclusion
   codes of the positive findings, the whole text as base64 text/plain, and QA's verdict as extensions;
-- one `Observation` per observation the bundle assesses, positive or not (`Report.observations`): value
-  "present" or "absent" (the head's call), interpretation POS (+ A/AA) or NEG, the calibrated probability
-  and the decision threshold as components; positives also carry severity, side as bodySite and the box as
-  an extension. Reports stored before observations existed give one per positive finding;
+- one `Observation` per observation the bundle assesses, positive or not (`Report.observations`):
+  valueQuantity = the calibrated probability, the head's call as interpretation POS (+ A/AA) or NEG, the
+  decision threshold as a component; positives also carry severity, side as bodySite and the box as an
+  extension. Reports stored before observations existed give one per positive finding;
 - a `Device` for the model (name and version);
 - a `Provenance` recording that the Device authored the report and its Observations.
 
@@ -189,38 +189,57 @@ def _quantity(value: float) -> dict[str, Any]:
     return {"value": round(float(value), 4), "unit": "probability", "system": codes.UCUM, "code": "1"}
 
 
-def build_observation(src: ReportSource, finding: Finding, device: Device, report_id: str) -> Observation:
-    prediction = src.output.prediction(finding.label) if src.output is not None else None
+def _observation(src: ReportSource, label: str, text: str, probability: float, threshold: float | None,
+                 device: Device, report_id: str) -> dict[str, Any]:
+    """What every Observation carries, positive or negative. value[x] is a choice in FHIR, so it holds one
+    thing, the calibrated probability (what outside AUROC/calibration monitoring reads); the head's call
+    is in `interpretation`, and the threshold it was judged against is a component."""
     components: list[dict[str, Any]] = [
+        # The same number as valueQuantity: kept for readers written before value[x] carried it.
         {"code": {"coding": [codes.CONFIDENCE.coding()], "text": "confidence"},
-         "valueQuantity": _quantity(finding.confidence)},
+         "valueQuantity": _quantity(probability)},
     ]
-    if prediction is not None and prediction.threshold is not None:
+    if threshold is not None:
         components.append({"code": {"coding": [codes.THRESHOLD.coding()], "text": "decision threshold"},
-                           "valueQuantity": _quantity(prediction.threshold)})
-    if finding.severity:
-        components.append({"code": {"coding": [codes.SEVERITY_ATTRIBUTE.coding()], "text": "severity"},
-                           "valueCodeableConcept": {"coding": [codes.SEVERITY[finding.severity].coding()],
-                                                    "text": finding.severity}})
-    data: dict[str, Any] = {
+                           "valueQuantity": _quantity(threshold)})
+    return {
         "resourceType": "Observation",
-        "id": observation_id(report_id, finding.label),
+        "id": observation_id(report_id, label),
         "status": "preliminary",
         "category": [{"coding": [codes.IMAGING.coding()]}],
-        "code": codes.finding_concept(finding.label, finding.finding),
+        "code": codes.finding_concept(label, text),
         "subject": subject_reference(src.study_uid),
         "effectiveDateTime": _instant(src.effective),
         "issued": _instant(src.issued),
-        "valueCodeableConcept": {"coding": [codes.PRESENT.coding()], "text": "present"},
-        "interpretation": [
-            {"coding": [codes.POSITIVE.coding()]},
-            {"coding": [(codes.CRITICAL_ABNORMAL if finding.is_critical else codes.ABNORMAL).coding()]},
-        ],
-        "method": {"text": "AI detection head: calibrated probability at or above the model's per-label threshold"},
+        "valueQuantity": _quantity(probability),
         "device": {"reference": f"Device/{device.id}"},
         "derivedFrom": [imaging_study_reference(src.study_uid)],
         "component": components,
     }
+
+
+def _threshold(src: ReportSource, label: str) -> float | None:
+    """The bundle's threshold for a label: from the report where it records one, else from the model output
+    (None for a report stored with neither)."""
+    for obs in src.report.observations:
+        if obs.label == label:
+            return obs.threshold
+    prediction = src.output.prediction(label) if src.output is not None else None
+    return prediction.threshold if prediction is not None else None
+
+
+def build_observation(src: ReportSource, finding: Finding, device: Device, report_id: str) -> Observation:
+    data = _observation(src, finding.label, finding.finding, finding.confidence, _threshold(src, finding.label),
+                        device, report_id)
+    if finding.severity:
+        data["component"].append({"code": {"coding": [codes.SEVERITY_ATTRIBUTE.coding()], "text": "severity"},
+                                  "valueCodeableConcept": {"coding": [codes.SEVERITY[finding.severity].coding()],
+                                                           "text": finding.severity}})
+    data["interpretation"] = [
+        {"coding": [codes.POSITIVE.coding()]},
+        {"coding": [(codes.CRITICAL_ABNORMAL if finding.is_critical else codes.ABNORMAL).coding()]},
+    ]
+    data["method"] = {"text": "AI detection head: calibrated probability at or above the model's per-label threshold"}
     if finding.laterality:
         data["bodySite"] = {"coding": [codes.LATERALITY[finding.laterality].coding()],
                             "text": f"{finding.laterality} side of the chest"}
@@ -234,27 +253,10 @@ def build_negative_observation(src: ReportSource, obs: AssessedObservation, devi
     """An assessed observation the head calls absent: its probability stays visible (monitoring, borderline)."""
     from libs.reporting.phrases import PHRASES
 
-    data: dict[str, Any] = {
-        "resourceType": "Observation",
-        "id": observation_id(report_id, obs.label),
-        "status": "preliminary",
-        "category": [{"coding": [codes.IMAGING.coding()]}],
-        "code": codes.finding_concept(obs.label, PHRASES[obs.label].noun if obs.label in PHRASES else obs.label),
-        "subject": subject_reference(src.study_uid),
-        "effectiveDateTime": _instant(src.effective),
-        "issued": _instant(src.issued),
-        "valueCodeableConcept": {"coding": [codes.ABSENT.coding()], "text": "absent"},
-        "interpretation": [{"coding": [codes.NEGATIVE.coding()]}],
-        "method": {"text": "AI detection head: calibrated probability below the model's per-label threshold"},
-        "device": {"reference": f"Device/{device.id}"},
-        "derivedFrom": [imaging_study_reference(src.study_uid)],
-        "component": [
-            {"code": {"coding": [codes.CONFIDENCE.coding()], "text": "confidence"},
-             "valueQuantity": _quantity(obs.probability)},
-            {"code": {"coding": [codes.THRESHOLD.coding()], "text": "decision threshold"},
-             "valueQuantity": _quantity(obs.threshold)},
-        ],
-    }
+    text = PHRASES[obs.label].noun if obs.label in PHRASES else obs.label
+    data = _observation(src, obs.label, text, obs.probability, obs.threshold, device, report_id)
+    data["interpretation"] = [{"coding": [codes.NEGATIVE.coding()]}]
+    data["method"] = {"text": "AI detection head: calibrated probability below the model's per-label threshold"}
     return _validated(Observation, data)
 
 

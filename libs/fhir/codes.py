@@ -100,8 +100,6 @@ def finding_concept(label: str, text: str | None = None) -> dict:
 
 
 # Qualifier values (SNOMED CT); DICOM CID 244 (laterality) and CID 6130 (severity) use the same codes.
-PRESENT = Code(SNOMED, "52101004", "Present")
-ABSENT = Code(SNOMED, "2667000", "Absent")
 LATERALITY: dict[str, Code] = {
     "right": Code(SNOMED, "24028007", "Right"),
     "left": Code(SNOMED, "7771000", "Left"),

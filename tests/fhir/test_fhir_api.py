@@ -50,7 +50,8 @@ def test_read_diagnostic_report_observation_provenance_device(client: TestClient
     negative = fhir_json(client.get(f"/fhir/{negatives[0]}"))
     Observation.model_validate(negative)
     assert negative["interpretation"][0]["coding"][0]["code"] == "NEG"
-    assert negative["valueCodeableConcept"]["coding"][0]["code"] == "2667000"
+    assert negative["id"].endswith("-o01")  # Enlarged Cardiomediastinum: the first negative in CheXpert order
+    assert negative["valueQuantity"]["value"] == 0.05 and "valueCodeableConcept" not in negative
     obs = fhir_json(client.get(f"/fhir/{first}"))
     Observation.model_validate(obs)
     assert obs["code"]["coding"][0]["code"] == "36118008"

@@ -129,8 +129,12 @@ def test_observation_per_assessed_observation() -> None:
     assert effusion["status"] == "preliminary"
     assert effusion["category"][0]["coding"][0]["code"] == "imaging"
     assert effusion["code"]["text"] == "Right pleural effusion"
-    assert effusion["valueCodeableConcept"]["coding"] == [{"system": codes.SNOMED, "code": "52101004",
-                                                          "display": "Present"}]
+    # value[x] is a choice: it is the probability (what monitoring reads), so the head's call "present" is
+    # carried by interpretation POS; no valueCodeableConcept Present beside it (that was the value before
+    # negatives got Observations and needed their probability as the value too)
+    assert effusion["valueQuantity"] == {"value": 0.91, "unit": "probability",
+                                         "system": "http://unitsofmeasure.org", "code": "1"}
+    assert "valueCodeableConcept" not in effusion
     assert [i["coding"][0]["code"] for i in effusion["interpretation"]] == ["POS", "AA"]  # critical: AA
     assert effusion["bodySite"]["coding"] == [{"system": codes.SNOMED, "code": "24028007", "display": "Right"}]
     components = {c["code"]["coding"][0]["code"]: c for c in effusion["component"]}
@@ -186,12 +190,29 @@ def test_device_and_provenance_record_ai_authorship() -> None:
 def test_a_negative_observation_carries_its_probability_and_threshold() -> None:
     res = build_resources(source())
     pneumonia = roundtrip(next(o for o in res.observations if parse_observation_id(o.id)[1] == "Pneumonia"))
-    assert pneumonia["valueCodeableConcept"]["coding"] == [{"system": codes.SNOMED, "code": "2667000",
-                                                           "display": "Absent"}]
-    assert [i["coding"][0]["code"] for i in pneumonia["interpretation"]] == ["NEG"]
+    assert pneumonia["valueQuantity"] == {"value": 0.4, "unit": "probability",
+                                          "system": "http://unitsofmeasure.org", "code": "1"}
+    assert "valueCodeableConcept" not in pneumonia  # the call "absent" is the interpretation, not a second value
+    assert pneumonia["interpretation"] == [{"coding": [{"system": codes.V3_INTERPRETATION, "code": "NEG",
+                                                        "display": "Negative"}]}]
     components = {c["code"]["coding"][0]["code"]: c["valueQuantity"]["value"] for c in pneumonia["component"]}
     assert components == {"model-confidence": 0.4, "decision-threshold": 0.5}
-    assert "bodySite" not in pneumonia and "extension" not in pneumonia
+    assert "bodySite" not in pneumonia and "extension" not in pneumonia and pneumonia["code"]["text"] == "pneumonia"
+
+
+def test_every_assessed_observation_has_a_probability_value_threshold_and_a_call() -> None:
+    src = source()
+    res = build_resources(src)
+    assessed = {o.label: o for o in src.report.observations}
+    assert len(res.observations) == len(assessed) == 12  # 13 abnormal labels less Fracture (not assessed)
+    for resource in res.observations:
+        obs = roundtrip(resource)
+        expected = assessed[parse_observation_id(obs["id"])[1]]
+        components = {c["code"]["coding"][0]["code"]: c["valueQuantity"]["value"] for c in obs["component"]
+                      if "valueQuantity" in c}
+        assert obs["valueQuantity"]["value"] == expected.probability
+        assert components["decision-threshold"] == expected.threshold
+        assert obs["interpretation"][0]["coding"][0]["code"] == ("POS" if expected.present else "NEG")
 
 
 def test_no_findings_means_negative_observations_only_and_no_conclusion_codes() -> None:
@@ -254,8 +275,9 @@ def test_golden_qualifier_codes() -> None:
                                                               "bilateral": "51440002"}
     assert {k: v.code for k, v in codes.SEVERITY.items()} == {"mild": "255604002", "moderate": "6736007",
                                                             "severe": "24484000"}
-    assert (codes.SEVERITY_ATTRIBUTE.code, codes.PRESENT.code) == ("246112005", "52101004")
-    assert (codes.POSITIVE.code, codes.ABNORMAL.code, codes.CRITICAL_ABNORMAL.code) == ("POS", "A", "AA")
+    assert codes.SEVERITY_ATTRIBUTE.code == "246112005"
+    assert (codes.POSITIVE.code, codes.NEGATIVE.code, codes.ABNORMAL.code, codes.CRITICAL_ABNORMAL.code) == \
+        ("POS", "NEG", "A", "AA")
 
 
 def test_ids() -> None:

@@ -70,6 +70,15 @@ def test_happy_path_real_chest_cr(client, make_chest_dicom) -> None:  # noqa: AN
     assert isinstance(report["requires_radiologist_review"], bool)
     assert isinstance(report["review_reasons"], list)
     assert isinstance(report["not_assessed"], list)
+    # every assessed observation is in the response, negatives too, with the call its probability gives
+    observations = report["observations"]
+    assert len(observations) + len(report["not_assessed"]) == 13  # the 14 CheXpert labels less "No Finding"
+    for obs in observations:
+        assert set(obs) == {"label", "probability", "threshold", "present", "is_critical", "bounding_box"}
+        assert obs["label"] not in report["not_assessed"]
+        assert 0.0 <= obs["probability"] <= 1.0 and 0.0 <= obs["threshold"] <= 1.0
+        assert obs["bounding_box"] is None or obs["present"]
+    assert {f["label"] for f in report["findings"]} == {o["label"] for o in observations if o["present"]}
     assert report["processing_time_ms"] >= 0
     assert report["report_status"] == "preliminary"
     assert "error" not in report

@@ -188,3 +188,15 @@ def test_every_assessed_observation_is_visible_with_probability_and_threshold() 
     assert (obs["Pneumonia"].probability, obs["Pneumonia"].threshold, obs["Pneumonia"].present) == (0.62, 0.7, False)
     assert obs["Pneumonia"].bounding_box is None
     assert [f.label for f in report.findings] == ["Pleural Effusion"]
+
+
+def test_observations_are_in_chexpert_order_rounded_and_present_at_the_threshold() -> None:
+    out = model_output({"Cardiomegaly": 0.7, "Atelectasis": 0.699999, "Edema": 0.123456}, threshold=0.7)
+    report = render_report("j", "s", out, ReportRequest())
+    assert [o.label for o in report.observations] == list(ABNORMAL_LABELS)
+    obs = {o.label: o for o in report.observations}
+    assert obs["Cardiomegaly"].present  # probability == threshold is the head's positive call (>=)
+    # rounded like findings' confidence, but the call is made on the unrounded probability
+    assert (obs["Atelectasis"].probability, obs["Atelectasis"].present) == (0.7, False)
+    assert obs["Edema"].probability == 0.1235
+    assert {f.label for f in report.findings} == {o.label for o in report.observations if o.present}
