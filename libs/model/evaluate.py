@@ -437,7 +437,8 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
                 "examples": [{"image": served[i].head.name, "label": int(truth[i]),
                               "raw_decoder": served[i].raw_text, "report": texts["model"][i]}
                              for i in (0, len(val_imgs) - 1)]}
-    if decoder is not None and head is not None and test:
+    if decoder is not None and head is not None and test and not (manifest.generation and manifest.generation.image_tokens):
+        # IU reports have no images here: only a decoder that reads no image tokens can draft from them.
         iu = test[: (200 if limit is None else limit)]
         iu_heads = iu_bundle_heads(iu, head, manifest, rng)
         result.setdefault("robustness", {})["iu_test_prompts"] = robustness.run_suite(
