@@ -261,7 +261,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
     the robustness suite and the comparison with `baseline_bundle` (default 200; the Kermany validation
     images are all used)."""
     from libs.bundle.decoder import ReportDecoder, build_prompt, findings_prompt
-    from libs.bundle.manifest import load_manifest
+    from libs.bundle.manifest import Generation, load_manifest
     from libs.bundle.runner import BundleRunner
     from libs.model import robustness
     from libs.model.calibration import auroc, bootstrap_ci, operating_point, reliability, roc_curve
@@ -270,6 +270,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
     from libs.model.prompts import HeadErrorModel, context_text, reference_findings
     from libs.model.serving_eval import report_heads, run_heads
     from libs.model.train import label_matrix, load_datasets
+    from libs.qa.review import qa_text
 
     bundle = cfg.path(cfg.bundle_dir)
     manifest = load_manifest(bundle)
@@ -332,7 +333,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
         result["detection"] = {"split": split_name,
                                "path": "serving: DX DICOM wrap -> intake validation -> ingestion load_for_model -> "
                                        "bundle runner (INT8 ONNX, batched)",
-                               "boxes": box_statistics(heads, manifest),
+                               "boxes": box_summary(heads, manifest),
                                "specificity_by_series": _specificity_by_series(val_imgs, probs, manifest),
                                "n_images": len(val_imgs), "labels": det,
                                "critical_findings": {k: ("assessed" if k in manifest.assessed_labels else "not assessed")
@@ -347,7 +348,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
                                 no_repeat_ngram_size=gen.no_repeat_ngram_size if gen else 0,
                                 num_beams=gen.num_beams if gen else 1, length_penalty=gen.length_penalty if gen else 1.0)
         result["generation"] = gen.model_dump() if gen else None
-    fmt = manifest.generation.prompt_format if manifest.generation else "cxr-findings-v1"
+    fmt = (manifest.generation or Generation()).prompt_format
 
     # ---- report side
     train_reports = data.reports_in("train")
@@ -412,7 +413,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
             decisions = [_decisions(f) for f in findings]
             normal = constant_normal_report(train_reports) if train_reports else ""
             retrieval = Retrieval(train_reports) if train_reports else None
-            texts = {"model": [f"{s.report.findings_text}\n{s.report.impression}" for s in served],
+            texts = {"model": [qa_text(s.report) for s in served],
                      "model_raw_decoder": [s.raw_text or "" for s in served],
                      "constant_normal": [normal] * len(val_imgs),
                      "template": [template_report(d) for d in decisions]}
@@ -421,7 +422,7 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
             truth = y[:, j] == 1
             rows = {}
             for name, hyps in texts.items():
-                res = _label_all([_without_not_assessed(h) for h in hyps])
+                res = _label_all(hyps)
                 # a hedged mention ("may represent pneumonia") counts: the draft does raise it
                 said = np.asarray([r.observations["Pneumonia"].status.value in ("positive", "uncertain") for r in res])
                 rows[name] = {**{k: v for k, v in operating_point(truth, said.astype(float), 0.5).items()
@@ -461,13 +462,6 @@ def evaluate(cfg: TrainConfig, out_dir: Path | None = None, progress: bool = Tru
     summary = summarize(result)
     _write_manifest_summary(bundle, summary)
     return summary
-
-
-def _without_not_assessed(text: str) -> str:
-    from libs.reporting.templating import NOT_ASSESSED_PREFIX
-
-    return "\n".join(line for line in text.splitlines()
-                     if not line.strip().lower().startswith(NOT_ASSESSED_PREFIX.lower()))
 
 
 def _clinical_context(ctx):  # noqa: ANN001, ANN202 - libs.data.records.Context -> ClinicalContext
@@ -512,6 +506,7 @@ def grounded_text_metrics(runner, records, progress: bool) -> dict:  # noqa: ANN
     from libs.model.nlg import score_texts
     from libs.model.prompts import reference_findings
     from libs.model.serving_eval import decode_distinct
+    from libs.qa.review import qa_text
     from libs.reporting.render import render_report
 
     outputs = [_output_from_findings(reference_findings(r.statuses), {}, runner.manifest) for r in records]
@@ -521,7 +516,7 @@ def grounded_text_metrics(runner, records, progress: bool) -> dict:  # noqa: ANN
     for k, (out, ctx, text) in enumerate(zip(outputs, contexts, raw, strict=True)):
         report = render_report(f"iu-{k}", f"iu-{k}", out.model_copy(update={"text": text}),
                                ReportRequest(clinical_context=ctx))
-        finished.append(_without_not_assessed(f"{report.findings_text}\n{report.impression}"))
+        finished.append(qa_text(report))
     refs = [r.text for r in records]
     ref_results = _label_all(refs)
     out = {"bundle": f"{runner.model_name} {runner.model_version}"}
@@ -566,9 +561,11 @@ def summarize(result: dict) -> dict:
     return s
 
 
-def box_statistics(heads, manifest) -> dict:  # noqa: ANN001 - serving_eval.HeadResult list, Manifest
+def box_summary(heads, manifest) -> dict:  # noqa: ANN001 - serving_eval.HeadResult list, Manifest
     """Per assessed label: how many head-positive images got a (focal) box, and the boxes' share of the
     source image (boxes are emitted only under the manifest's box policy, docs/bundle.md)."""
+    from libs.bundle import boxes
+
     out = {}
     for label in manifest.assessed_labels:
         pos = [h for h in heads if h.output.prediction(label).positive]
@@ -577,10 +574,10 @@ def box_statistics(heads, manifest) -> dict:  # noqa: ANN001 - serving_eval.Head
             box = h.output.prediction(label).bounding_box
             if box is not None:
                 fractions.append((box[2] - box[0]) * (box[3] - box[1]) / float(h.image.width * h.rows))
-        f = np.asarray(fractions)
+        stats = boxes.box_statistics(fractions, manifest.boxes.max_area_fraction)
         out[label] = {"positives": len(pos), "with_box": len(fractions),
-                      "area_fraction": ({"median": float(np.median(f)), "p10": float(np.percentile(f, 10)),
-                                         "p90": float(np.percentile(f, 90)), "max": float(f.max())} if len(f) else None)}
+                      "area_fraction": ({k: stats[k] for k in ("median", "p10", "p90")} | {"max": max(fractions)}
+                                        if fractions else None)}
     return out
 
 

@@ -84,10 +84,15 @@ class Verdict:
         )
 
 
+def without_not_assessed(text: str) -> str:
+    """`text` without its "Not assessed ..." lines (they name what the model did not look at)."""
+    return "\n".join(line for line in text.splitlines()
+                     if not line.strip().lower().startswith(NOT_ASSESSED_PREFIX.lower()))
+
+
 def qa_text(report: Report) -> str:
     """The text QA re-reads: Findings and Impression without the not-assessed lines."""
-    lines = f"{report.findings_text}\n{report.impression}".splitlines()
-    return "\n".join(line for line in lines if not line.strip().lower().startswith(NOT_ASSESSED_PREFIX.lower()))
+    return without_not_assessed(f"{report.findings_text}\n{report.impression}")
 
 
 def read_text(text: str):  # noqa: ANN201 - libs.labeler.LabelerResult
