@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_db(sub)
     __import__("libs.model.cli", fromlist=["register"]).register(sub)  # train / export / evaluate
+    __import__("libs.auth.cli", fromlist=["register"]).register(sub)  # apikey / audit
+    __import__("libs.pipeline.cli", fromlist=["register"]).register(sub)  # jobs (dead letters, redrive)
     try:
         from libs.labeler.cli import register as register_labeler
     except ImportError:  # the labeler lands in its own change

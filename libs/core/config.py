@@ -124,6 +124,32 @@ class Settings(BaseSettings):
     fhir_push_retries: int = Field(default=3, ge=0, le=20)
     fhir_push_timeout_s: float = Field(default=10.0, gt=0)
 
+    # ---- security (docs/security.md). Every endpoint but /healthz and /readyz needs credentials: an
+    # OAuth2 bearer JWT from the configured issuer, or an API key (`cxr-report apikey create`).
+    auth_disabled: bool = Field(default=False, description="Serve every endpoint without credentials "
+                                "(development only; logged as a warning at start)")
+    oidc_issuer: str | None = Field(default=None, description="Expected `iss` of bearer JWTs; its OIDC discovery "
+                                    "document gives the JWKS unless oidc_jwks_url / oidc_jwks_file is set")
+    oidc_audience: str | None = Field(default=None, description="Expected `aud` of bearer JWTs")
+    oidc_jwks_url: str | None = Field(default=None, description="The issuer's JWKS URL (instead of discovery)")
+    oidc_jwks_file: Path | None = Field(default=None, description="A JWKS file (instead of discovery)")
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    jwks_cache_s: int = Field(default=300, ge=0, description="How long fetched signing keys are reused")
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp / nbf")
+    public_api_docs: bool = Field(default=False, description="Serve /docs and /openapi.json without credentials")
+    # HTTPS: the gateway serves TLS itself when both are set (or terminate TLS at an ingress).
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # ---- limits on what a client may send (STOW-RS)
+    max_instances_per_request: int = Field(default=200, ge=1, description="DICOM parts in one STOW-RS request")
+    max_instances_per_study: int = Field(default=200, ge=1, description="Instances stored for one study")
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="Rows x columns x frames of one image")
+    # ---- reliability: the reconciler re-enqueues jobs whose queue message was lost (Redis restart)
+    reconcile_enabled: bool = Field(default=True, description="Run the reconciler (Celery backend only)")
+    reconcile_interval_s: float = Field(default=15.0, gt=0)
+    reconcile_stale_s: float = Field(default=120.0, gt=0, description="A job unchanged this long is re-enqueued")
+    results_max_attempts: int = Field(default=10, ge=1, description="SR store-back attempts before dead-lettering")
+
     @model_validator(mode="after")
     def _collect_pacs(self) -> "Settings":
         servers = list(self.pacs)

@@ -11,6 +11,8 @@ from libs.fhir import to_json
 # HTTP status -> FHIR issue type (http://hl7.org/fhir/issue-type)
 ISSUE_CODES: dict[int, str] = {
     400: "invalid",
+    401: "login",
+    403: "forbidden",
     404: "not-found",
     405: "not-supported",
     406: "not-supported",
@@ -18,6 +20,7 @@ ISSUE_CODES: dict[int, str] = {
     410: "deleted",
     415: "not-supported",
     422: "processing",
+    413: "too-costly",
     500: "exception",
     503: "transient",
 }

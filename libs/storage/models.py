@@ -56,6 +56,11 @@ class JobRow(Base):
     # DICOM SR store-back to the PACS (migration 0002): null when no PACS takes results.
     results_state: Mapped[str | None] = mapped_column(String(16))
     results: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Reliability (migration 0003): when the reconciler last re-sent the job's message, how often,
+    # and why a failed job failed ("rejected": the input; "exhausted": retries ran out, a dead letter).
+    requeued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    requeue_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_kind: Mapped[str | None] = mapped_column(String(16))
 
     events: Mapped[list["JobEventRow"]] = relationship(
         back_populates="job", order_by="JobEventRow.id", cascade="all, delete-orphan"
@@ -74,3 +79,51 @@ class JobEventRow(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[JobRow] = relationship(back_populates="events")
+
+
+class ApiKeyRow(Base):
+    """An API key for a PACS or device that cannot do OAuth. Only a hash of the secret is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the key's public prefix
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(32))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEventRow(Base):
+    """One audited action. Append-only (database triggers refuse UPDATE and DELETE) and chained:
+    `hash` covers the row's fields and the previous row's hash, so an edit anywhere breaks the chain."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    agent_type: Mapped[str] = mapped_column(String(16))  # jwt | apikey | system | anonymous | cli
+    agent_id: Mapped[str] = mapped_column(String(200), index=True)
+    action: Mapped[str] = mapped_column(String(1))  # FHIR AuditEvent.action: C R U D E
+    outcome: Mapped[str] = mapped_column(String(2))  # FHIR AuditEvent.outcome: 0 4 8 12
+    entity_type: Mapped[str] = mapped_column(String(64), index=True)
+    entity_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    operation: Mapped[str] = mapped_column(String(64))  # the route or command
+    source_address: Mapped[str | None] = mapped_column(String(64))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """A single row: the last sequence number and hash. Appending updates it first, which serialises
+    writers (a row lock in PostgreSQL, the write lock in SQLite) so the chain never forks."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

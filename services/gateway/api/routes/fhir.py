@@ -43,6 +43,7 @@ from libs.fhir.outcome import operation_outcome
 from libs.fhir.source import ReportNotAvailable, find_model, load_source, search_sources
 from libs.storage.db import session_scope
 from services.gateway.api.deps import EngineDep
+from services.gateway.problems import ProblemError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def outcome_response(status: int, diagnostics: str, code: str | None = None,
 def _from_exception(request: Request, exc: Exception) -> FhirResponse:
     if isinstance(exc, FhirError):
         return outcome_response(exc.status, exc.diagnostics, exc.code, exc.headers)
+    if isinstance(exc, ProblemError):  # raised by shared code (authentication, the database handler)
+        return outcome_response(exc.status, exc.detail, headers=exc.headers)
     if isinstance(exc, RequestValidationError):
         first = next(iter(exc.errors()), {"loc": (), "msg": "invalid request"})
         where = ".".join(str(p) for p in first.get("loc", ())) or "request"
