@@ -201,3 +201,18 @@ def redis_url() -> Iterator[str]:
     finally:
         redis.Redis.from_url(url).flushdb()
         client.delete(f"cxr-test-lock:{db}")
+
+
+# ---------------------------------------------------------------- credentials
+# Every endpoint but the probes needs credentials. API tests that are not about authorisation
+# use a key holding every scope; tests/gateway/test_access.py checks each route's real rule.
+ALL_SCOPES = ("system/*.*",)
+
+
+def authorize(client, scopes: tuple[str, ...] = ALL_SCOPES, name: str = "test client"):  # noqa: ANN001, ANN201
+    """Gives a started TestClient an API key with `scopes` (X-API-Key header); returns the key."""
+    from libs.auth import apikeys
+
+    _, key = apikeys.create(client.app.state.engine, name, "custom", list(scopes))
+    client.headers["X-API-Key"] = key
+    return key

@@ -18,10 +18,12 @@ from fastapi.openapi.utils import get_openapi
 from libs.core.config import Settings, get_settings
 from libs.pipeline.context import PipelineContext
 from libs.storage.db import get_engine, upgrade_schema
+from services.gateway.api.access import missing_rules, rule_for
 from services.gateway.api.main import api_router
 from services.gateway.api.routes.fhir import router as fhir_router
 from services.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from services.gateway.publish import make_publisher
+from services.gateway.security import Authenticator, SecurityMiddleware, leaf_routes
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ is for a radiologist to review and finalise.
 4. Or read it as FHIR R4: `GET /fhir/DiagnosticReport/{report_id}` (status `preliminary`), search
    `GET /fhir/DiagnosticReport?imaging-study=<study uid>`, capabilities at `GET /fhir/metadata`.
 
+Every endpoint except `/healthz` and `/readyz` needs credentials: an OAuth2 bearer JWT from the
+configured issuer, or an API key (`X-API-Key`), with the scope the operation names (docs/security.md).
+Missing or invalid credentials: 401; a valid caller without the scope: 403.
+
 Errors are RFC 9457 problem details (`application/problem+json`), except under /fhir, where they are
 FHIR OperationOutcomes (`application/fhir+json`).
 """
@@ -45,10 +51,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = get_engine(settings.sqlalchemy_url)
     ctx = PipelineContext(settings=settings, engine=engine)
     publisher = make_publisher(settings, ctx)
+    authenticator = Authenticator(settings, engine)  # a bad OIDC setting fails here, at start
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(upgrade_schema, engine)
+        if settings.auth_disabled:
+            log.warning("AUTHENTICATION IS SWITCHED OFF (CXR_AUTH_DISABLED=true): every endpoint answers "
+                        "anonymous clients, and the audit trail records them as 'anonymous'. Never run a "
+                        "gateway reachable by others like this.")
         log.info("gateway ready: database %s, queue %s, bundle %s",
                  engine.url.render_as_string(hide_password=True), settings.queue_backend, settings.bundle_path)
         watcher = None
@@ -78,6 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(api_router)
     app.include_router(fhir_router)  # /fhir: FHIR R4 read access; its errors are OperationOutcomes
+    missing = missing_rules([r.name for r in leaf_routes(app.routes)])
+    if missing:  # a route without an access rule would be served to anyone: refuse to start
+        raise RuntimeError(f"routes without an access rule in services/gateway/api/access.py: {', '.join(missing)}")
+    app.add_middleware(SecurityMiddleware, settings=settings, engine=engine, authenticator=authenticator)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -103,5 +118,38 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    _declare_security(app, schema)
     app.openapi_schema = schema
     return schema
+
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerJWT": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                  "description": "OAuth2 access token (RS256/ES256) from the configured issuer, with SMART scopes"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+               "description": "An API key from `cxr-report apikey create` (also accepted as `Authorization: Bearer <key>`)"},
+}
+
+
+def _declare_security(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Each operation's credentials and scope, and its 401/403 answers, from services/gateway/api/access.py."""
+    schema["components"]["securitySchemes"] = SECURITY_SCHEMES
+    names = {(route.path, method.lower()): route.name
+             for route in leaf_routes(app.routes) if hasattr(route, "methods") for method in (route.methods or ())}
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            rule = rule_for(names.get((path, method), ""))
+            if rule is None or rule.public:
+                operation["security"] = []
+                continue
+            operation["security"] = [{"bearerJWT": []}, {"apiKey": []}]
+            fhir = path.startswith("/fhir")
+            media = "application/fhir+json" if fhir else PROBLEM_MEDIA_TYPE
+            body = {"schema": {"type": "object"}} if fhir else {"schema": {"$ref": "#/components/schemas/Problem"}}
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", {"description": "Missing or invalid credentials", "content": {media: body}})
+            if rule.need is not None:
+                operation["description"] = (operation.get("description", "") +
+                                            f"\n\nRequires the scope `{rule.need}`.").strip()
+                responses.setdefault("403", {"description": f"The caller lacks the scope {rule.need}",
+                                             "content": {media: body}})

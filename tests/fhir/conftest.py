@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from libs.core.config import Settings
 from services.gateway import create_app
+from tests.conftest import authorize
 
 
 @pytest.fixture
@@ -24,4 +25,5 @@ def make_settings(tmp_path: Path, random_bundle: Path) -> Callable[..., Settings
 @pytest.fixture
 def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
     with TestClient(create_app(make_settings()), raise_server_exceptions=False) as c:
+        authorize(c)
         yield c

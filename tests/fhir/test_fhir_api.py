@@ -19,6 +19,7 @@ from libs.fhir.builder import study_pseudonym
 from services.gateway import create_app
 from tests.fhir.helpers import FHIR_JSON, assert_outcome, seed_reviewed_job
 from tests.reporting.helpers import model_output
+from tests.conftest import authorize
 
 
 def fhir_json(response, status: int = 200) -> dict:  # noqa: ANN001
@@ -183,6 +184,7 @@ def test_end_to_end_from_stow_to_fhir(make_settings, make_chest_dicom) -> None: 
     from tests.gateway.helpers import stow
 
     with TestClient(create_app(make_settings()), raise_server_exceptions=False) as client:
+        authorize(client)
         dicom = make_chest_dicom(view="PA")
         assert stow(client, [dicom]).status_code == 200
         study = pydicom.dcmread(io.BytesIO(dicom)).StudyInstanceUID
@@ -213,6 +215,7 @@ def test_end_to_end_from_stow_to_fhir(make_settings, make_chest_dicom) -> None: 
 @pytest.mark.parametrize("template", ["standard", "concise"])
 def test_search_on_postgresql(make_settings, pg_url: str, template: str) -> None:  # noqa: ANN001
     with TestClient(create_app(make_settings(database_url=pg_url)), raise_server_exceptions=False) as client:
+        authorize(client)
         job_id, study, _ = seed(client, template=template)
         bundle = fhir_json(client.get("/fhir/DiagnosticReport", params={"subject": study_pseudonym(study)}))
         assert [e["resource"]["id"] for e in bundle["entry"]] == [f"rpt-{job_id}"]

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from libs.core.config import Settings
 from services.gateway import create_app
+from tests.conftest import authorize
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -45,6 +46,7 @@ def settings(make_settings: Callable[..., Settings], database_url: str | None) -
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        authorize(c)
         yield c
 
 
@@ -52,4 +54,5 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def sqlite_client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
     """For tests that do not depend on the database engine."""
     with TestClient(create_app(make_settings()), raise_server_exceptions=False) as c:
+        authorize(c)
         yield c

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.gateway import create_app
 from tests.gateway.helpers import assert_problem
+from tests.conftest import authorize
 
 
 def test_healthz(sqlite_client) -> None:  # noqa: ANN001
@@ -26,6 +27,7 @@ def test_readyz_ready(sqlite_client) -> None:  # noqa: ANN001
 
 def test_readyz_with_missing_bundle(make_settings, tmp_path) -> None:  # noqa: ANN001
     with TestClient(create_app(make_settings(bundle_path=tmp_path / "no-bundle"))) as c:
+        authorize(c)
         r = c.get("/readyz")
         assert r.status_code == 503
         body = r.json()
@@ -38,6 +40,7 @@ def test_readyz_with_missing_bundle(make_settings, tmp_path) -> None:  # noqa: A
 
 def test_readyz_with_bundle_of_another_input_size(make_settings) -> None:  # noqa: ANN001
     with TestClient(create_app(make_settings(image_size=128))) as c:
+        authorize(c)
         r = c.get("/readyz")
         assert r.status_code == 503
         assert "expects 64-pixel input" in r.json()["checks"]["bundle"]
@@ -46,6 +49,7 @@ def test_readyz_with_bundle_of_another_input_size(make_settings) -> None:  # noq
 def test_readyz_with_redis_down(make_settings) -> None:  # noqa: ANN001
     settings = make_settings(queue_backend="celery", redis_url="redis://127.0.0.1:1/0")
     with TestClient(create_app(settings)) as c:
+        authorize(c)
         r = c.get("/readyz")
         assert r.status_code == 503
         checks = r.json()["checks"]
@@ -55,6 +59,7 @@ def test_readyz_with_redis_down(make_settings) -> None:  # noqa: ANN001
 
 def test_readyz_with_redis_up(make_settings) -> None:  # noqa: ANN001
     with TestClient(create_app(make_settings(queue_backend="celery"))) as c:
+        authorize(c)
         r = c.get("/readyz")
         assert r.status_code == 200, r.text
         assert r.json()["checks"] == {"database": "ok", "redis": "ok", "bundle": "ok"}
@@ -113,6 +118,7 @@ def test_readyz_lists_the_in_process_inference_runtime(make_settings, monkeypatc
     monkeypatch.setattr(runtime_status, "LOCAL", {})
     settings = make_settings()
     with TestClient(create_app(settings)) as c:
+        authorize(c)
         assert c.get("/readyz").json()["inference"] == []  # the bundle loads on the first study
         runner = PipelineContext.from_settings(settings).runner
         [worker] = c.get("/readyz").json()["inference"]
@@ -134,6 +140,7 @@ def test_readyz_lists_inference_workers_from_redis_heartbeats(make_settings) -> 
     beat = Heartbeat(settings.redis_url, status, ttl_s=30).start()
     try:
         with TestClient(create_app(settings)) as c:
+            authorize(c)
             deadline = time.monotonic() + 5
             while True:  # the heartbeat thread publishes right after start
                 listed = [w for w in c.get("/readyz").json()["inference"] if w["worker"] == status.worker]
@@ -155,6 +162,7 @@ def test_metrics_endpoint_exposes_the_inference_runtime(make_settings) -> None: 
     ctx.predict(np.zeros((ctx.runner.image_size, ctx.runner.image_size), dtype=np.float32))
     ctx.close()
     with TestClient(create_app(settings)) as c:
+        authorize(c)
         r = c.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text

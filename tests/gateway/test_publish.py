@@ -15,6 +15,7 @@ from pydicom.uid import generate_uid
 
 from services.gateway import create_app
 from tests.gateway.helpers import assert_problem, count_rows, stow
+from tests.conftest import authorize
 
 def _queued_messages(url: str) -> list[dict]:
     r = redis.Redis.from_url(url)
@@ -32,6 +33,7 @@ def _queued_messages(url: str) -> list[dict]:
 def test_celery_publish_reaches_the_ingestion_queue(make_settings, make_chest_dicom, redis_url) -> None:  # noqa: ANN001
     settings = make_settings(queue_backend="celery", redis_url=redis_url)
     with TestClient(create_app(settings)) as c:
+        authorize(c)
         study = generate_uid()
         assert stow(c, [make_chest_dicom(study_uid=study)]).status_code == 200
         r = c.post(f"/api/v1/studies/{study}/report", json={"priority": "stat"})
@@ -48,6 +50,7 @@ def test_celery_publish_reaches_the_ingestion_queue(make_settings, make_chest_di
 def test_redis_outage_is_503_and_leaves_no_job(make_settings, make_chest_dicom) -> None:  # noqa: ANN001
     settings = make_settings(queue_backend="celery", redis_url="redis://127.0.0.1:1/0")
     with TestClient(create_app(settings)) as c:
+        authorize(c)
         study = generate_uid()
         assert stow(c, [make_chest_dicom(study_uid=study)]).status_code == 200
         start = time.monotonic()

@@ -53,6 +53,8 @@ class Platform:
     log_dir: Path
     base_url: str
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Every endpoint but the probes needs credentials: a key with every scope, made before start.
+    headers: dict[str, str] = field(default_factory=dict)
 
     def start(self, name: str, **extra_env: str) -> subprocess.Popen:
         module = "services.gateway" if name == "gateway" else f"services.{name}"
@@ -118,11 +120,21 @@ def platform(tmp_path: Path, platform_env: dict[str, str]) -> Iterator[Platform]
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     env = {**platform_env, "CXR_HOST": "127.0.0.1", "CXR_PORT": str(port)}
-    plat = Platform(env=env, log_dir=log_dir, base_url=f"http://127.0.0.1:{port}")
+    plat = Platform(env=env, log_dir=log_dir, base_url=f"http://127.0.0.1:{port}",
+                    headers={"X-API-Key": _all_scopes_key(platform_env["DATABASE_URL"])})
     try:
         yield plat
     finally:
         plat.stop_all()
+
+
+def _all_scopes_key(database_url: str) -> str:
+    from libs.auth import apikeys
+    from libs.storage.db import get_engine, upgrade_schema
+
+    engine = get_engine(database_url)
+    upgrade_schema(engine)
+    return apikeys.create(engine, "integration tests", "custom", ["system/*.*"])[1]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from tests.integration.conftest import SERVICES, Platform
 pytestmark = pytest.mark.integration
 
 
-def stow(base_url: str, dicom: bytes) -> httpx.Response:
+def stow(base_url: str, dicom: bytes, headers: dict[str, str]) -> httpx.Response:
     boundary = "cxr-test-boundary"
     body = (
         f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
@@ -23,7 +23,7 @@ def stow(base_url: str, dicom: bytes) -> httpx.Response:
     return httpx.post(
         f"{base_url}/dicomweb/studies",
         content=body,
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'},
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}', **headers},
         timeout=60,
     )
 
@@ -50,12 +50,12 @@ def test_study_goes_through_four_worker_processes(platform: Platform, chest_dico
     platform.wait_ready()
 
     study_uid, dicom = chest_dicom()
-    assert stow(platform.base_url, dicom).status_code == 200, platform.logs()
+    assert stow(platform.base_url, dicom, platform.headers).status_code == 200, platform.logs()
     body = {"clinical_context": {"age": 67, "sex": "M", "indication": "Shortness of breath"},
             "confidence_threshold": 0.85}
-    posted = httpx.post(f"{platform.base_url}/api/v1/studies/{study_uid}/report", json=body, timeout=30)
+    posted = httpx.post(f"{platform.base_url}/api/v1/studies/{study_uid}/report", json=body, timeout=30, headers=platform.headers)
     assert posted.status_code == 202, posted.text
-    got = httpx.get(f"{platform.base_url}/api/v1/studies/{study_uid}/report", params={"wait": 90}, timeout=120)
+    got = httpx.get(f"{platform.base_url}/api/v1/studies/{study_uid}/report", params={"wait": 90}, timeout=120, headers=platform.headers)
     assert got.status_code == 200, platform.logs()
     report = got.json()
     assert report["status"] == "reviewed", (report, platform.logs())
@@ -68,7 +68,7 @@ def test_study_goes_through_four_worker_processes(platform: Platform, chest_dico
         assert any(f"cxr.{svc}" in text_ for name, text_ in logs.items() if name.startswith(svc)), logs
     # The inference worker reports its runtime: /readyz lists it (Redis heartbeat) and its own /metrics
     # endpoint counted the batch that ran this study.
-    [worker] = httpx.get(f"{platform.base_url}/readyz", timeout=10).json()["inference"]
+    [worker] = httpx.get(f"{platform.base_url}/readyz", timeout=10, headers=platform.headers).json()["inference"]
     assert worker["providers"] == ["CPUExecutionProvider"] and worker["model_version"] == "0.0.0-test"
     assert worker["batching"] is True and worker["max_batch_size"] == 8
     metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
@@ -87,8 +87,8 @@ def test_killed_worker_mid_task_job_completes_exactly_once(platform: Platform, c
     platform.wait_ready()
 
     study_uid, dicom = chest_dicom()
-    assert stow(platform.base_url, dicom).status_code == 200
-    posted = httpx.post(f"{platform.base_url}/api/v1/studies/{study_uid}/report", json={}, timeout=30)
+    assert stow(platform.base_url, dicom, platform.headers).status_code == 200
+    posted = httpx.post(f"{platform.base_url}/api/v1/studies/{study_uid}/report", json={}, timeout=30, headers=platform.headers)
     job_id = posted.json()["job_id"]
     wait_for_state(engine, job_id, {"preprocessed"}, timeout=60)
     deadline = time.monotonic() + 30

@@ -109,12 +109,17 @@ class GatewayServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "GatewayServer":
+        from libs.auth import apikeys
+
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise AssertionError("the gateway did not start")
             time.sleep(0.05)
+        # What Orthanc sends STOW-RS with (a PACS key), and what the test reads with (everything)
+        self.pacs_key = apikeys.create(self.app.state.engine, "orthanc", "pacs")[1]
+        self.key = apikeys.create(self.app.state.engine, "test reader", "custom", ["system/*.*"])[1]
         return self
 
     def stop(self) -> None:

@@ -107,7 +107,7 @@ class Orthanc:
 
 
 def write_config(root: Path, port: int, password: str, *, gateway_url: str | None = None,
-                 stable_age_s: int = 60, forward_lua: bool = False) -> Path:
+                 gateway_key: str | None = None, stable_age_s: int = 60, forward_lua: bool = False) -> Path:
     config = json.loads(CONFIG_TEMPLATE.read_text())
     config = copy.deepcopy(config)
     storage = root / "storage"
@@ -126,7 +126,9 @@ def write_config(root: Path, port: int, password: str, *, gateway_url: str | Non
         "StableAge": stable_age_s,
     })
     config["DicomWeb"]["Servers"] = (
-        {"cxr": {"Url": gateway_url.rstrip("/") + "/dicomweb/", "HasDelete": False, "Timeout": 60}}
+        # A PACS authenticates to the gateway with a `pacs` API key in a header (docs/security.md).
+        {"cxr": {"Url": gateway_url.rstrip("/") + "/dicomweb/", "HasDelete": False, "Timeout": 60,
+                 **({"HttpHeaders": {"X-API-Key": gateway_key}} if gateway_key else {})}}
         if gateway_url else {}
     )
     path = root / "orthanc.json"

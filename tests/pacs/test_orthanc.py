@@ -26,6 +26,7 @@ from services.gateway import create_app
 from tests.pacs.conftest import ChestStudy
 from tests.pacs.fakes import FailingProxy, dropping_server, hanging_server
 from tests.pacs.orthanc import Orthanc
+from tests.conftest import authorize
 
 pytestmark = [pytest.mark.integration, pytest.mark.pacs]
 
@@ -70,6 +71,7 @@ def test_pull_by_study_uid_then_report(orthanc: Orthanc, chest_study: ChestStudy
         orthanc.upload(data)
     settings = pacs_settings(database_url=pg_url, pacs=[orthanc.pacs_entry()])
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        authorize(client)
         # Nothing is stored here yet: with a PACS configured the job is created anyway.
         posted = client.post(f"/api/v1/studies/{chest_study.study_uid}/report", json=CONTEXT)
         assert posted.status_code == 202, posted.text
@@ -92,6 +94,7 @@ def test_pull_only_the_named_image(orthanc: Orthanc, chest_study: ChestStudy, pa
     body = {**CONTEXT, "images": [{"series_uid": chest_study.series_uids[1], "instance_uid": chest_study.sop_uids[1],
                                    "view": "PA"}]}
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        authorize(client)
         assert client.post(f"/api/v1/studies/{chest_study.study_uid}/report", json=body).status_code == 202
         assert _wait_report(client, chest_study.study_uid)["status"] == "reviewed"
         assert [r.sop_instance_uid for r in _stored(client.app)] == [chest_study.sop_uids[1]]
@@ -100,8 +103,10 @@ def test_pull_only_the_named_image(orthanc: Orthanc, chest_study: ChestStudy, pa
 def test_unknown_study_without_pacs_is_404_and_on_pacs_fails_clearly(orthanc: Orthanc, pacs_settings) -> None:  # noqa: ANN001
     study = "1.2.826.0.1.3680043.8.498.1"
     with TestClient(create_app(pacs_settings()), raise_server_exceptions=False) as client:
+        authorize(client)
         assert client.post(f"/api/v1/studies/{study}/report", json={}).status_code == 404
     with TestClient(create_app(pacs_settings(pacs=[orthanc.pacs_entry()])), raise_server_exceptions=False) as client:
+        authorize(client)
         assert client.post(f"/api/v1/studies/{study}/report", json={}).status_code == 202
         report = _wait_report(client, study)
         assert report["status"] == "failed"
@@ -112,7 +117,7 @@ def test_orthanc_forwards_study_to_our_stow_then_report(orthanc_factory, serve_g
                                                         pacs_settings) -> None:
     settings = pacs_settings(auto_report_on_stable=True, stable_study_age_s=1.0, stable_study_poll_s=0.2)
     gateway = serve_gateway(settings)
-    orthanc = orthanc_factory(gateway_url=gateway.url)
+    orthanc = orthanc_factory(gateway_url=gateway.url, gateway_key=gateway.pacs_key)
     for data in chest_study.files:
         orthanc.upload(data)
     resource = orthanc.study_id(chest_study.study_uid)
@@ -123,7 +128,7 @@ def test_orthanc_forwards_study_to_our_stow_then_report(orthanc_factory, serve_g
         # The same study again (a retried route): already-stored instances are not a failure.
         again = c.post("/dicom-web/servers/cxr/stow", json={"Resources": [resource], "Synchronous": True})
         assert again.status_code == 200, (again.text, orthanc.log_tail())
-    with httpx.Client(base_url=gateway.url, timeout=30) as api:
+    with httpx.Client(base_url=gateway.url, timeout=30, headers={"X-API-Key": gateway.key}) as api:
         report = _wait_report(api, chest_study.study_uid)
     assert report["status"] == "reviewed", report
     assert sorted(r.sop_instance_uid for r in _stored(gateway.app)) == sorted(chest_study.sop_uids)
@@ -135,10 +140,10 @@ def test_orthanc_lua_forwards_stable_studies(orthanc_factory, serve_gateway, che
                                              pacs_settings) -> None:
     """deploy/orthanc/forward-to-cxr.lua: Orthanc pushes each stable study's CR/DX series to us."""
     gateway = serve_gateway(pacs_settings(auto_report_on_stable=True, stable_study_age_s=1.0, stable_study_poll_s=0.2))
-    orthanc = orthanc_factory(gateway_url=gateway.url, stable_age_s=1, forward_lua=True)
+    orthanc = orthanc_factory(gateway_url=gateway.url, gateway_key=gateway.pacs_key, stable_age_s=1, forward_lua=True)
     for data in chest_study.files:
         orthanc.upload(data)
-    with httpx.Client(base_url=gateway.url, timeout=30) as api:
+    with httpx.Client(base_url=gateway.url, timeout=30, headers={"X-API-Key": gateway.key}) as api:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and api.get(f"/api/v1/studies/{chest_study.study_uid}/report").status_code == 404:
             time.sleep(0.3)
@@ -152,6 +157,7 @@ def test_report_sr_stored_back_and_read_again_from_orthanc(orthanc: Orthanc, che
         orthanc.upload(data)
     settings = pacs_settings(pacs=[orthanc.pacs_entry(store_results=True)])
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        authorize(client)
         assert client.post(f"/api/v1/studies/{chest_study.study_uid}/report", json=CONTEXT).status_code == 202
         report = _wait_report(client, chest_study.study_uid)
         assert report["status"] == "reviewed"
@@ -206,6 +212,7 @@ def test_pacs_down_or_timing_out_is_retried_then_fails_clearly(kind: str, chest_
                 "connect_timeout_s": 0.5}
         settings = pacs_settings(pacs=[pacs])
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            authorize(client)
             assert client.post(f"/api/v1/studies/{chest_study.study_uid}/report", json={}).status_code == 202
             report = _wait_report(client, chest_study.study_uid)
             assert report["status"] == "failed"
@@ -228,6 +235,7 @@ def test_pacs_breaking_down_mid_study_leaves_nothing_half_stored(orthanc: Orthan
     try:
         settings = pacs_settings(pacs=[{"name": "flaky", "url": proxy.url, "retries": 2, "backoff_s": 0.05}])
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            authorize(client)
             assert client.post(f"/api/v1/studies/{chest_study.study_uid}/report", json={}).status_code == 202
             report = _wait_report(client, chest_study.study_uid)
             assert report["status"] == "failed"
@@ -249,6 +257,7 @@ def test_results_pacs_down_keeps_the_report(chest_study: ChestStudy, pacs_settin
                         "retries": 2, "backoff_s": 0.05}
         settings = pacs_settings(pacs=[results_only])
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            authorize(client)
             assert stow(client, chest_study.files[:1]).status_code == 200
             assert client.post(f"/api/v1/studies/{chest_study.study_uid}/report", json={}).status_code == 202
             report = _wait_report(client, chest_study.study_uid)

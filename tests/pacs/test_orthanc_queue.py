@@ -51,7 +51,7 @@ def test_pacs_timing_out_is_retried_by_the_queue_then_fails(platform: Platform, 
         platform.start("gateway")
         platform.wait_ready()
         engine = create_engine(platform.env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
-        posted = httpx.post(f"{platform.base_url}/api/v1/studies/{chest_study.study_uid}/report", json={}, timeout=30)
+        posted = httpx.post(f"{platform.base_url}/api/v1/studies/{chest_study.study_uid}/report", json={}, timeout=30, headers=platform.headers)
         assert posted.status_code == 202, posted.text
         job = _wait(engine, posted.json()["job_id"], lambda j: j["state"] == "failed", 120, platform)
         assert job["error"].startswith(
@@ -75,7 +75,7 @@ def test_pull_report_and_store_back_with_four_workers(platform: Platform, orthan
     platform.start("gateway")
     platform.wait_ready()
     engine = create_engine(platform.env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
-    posted = httpx.post(f"{platform.base_url}/api/v1/studies/{chest_study.study_uid}/report", json={}, timeout=30)
+    posted = httpx.post(f"{platform.base_url}/api/v1/studies/{chest_study.study_uid}/report", json={}, timeout=30, headers=platform.headers)
     assert posted.status_code == 202, posted.text
     job = _wait(engine, posted.json()["job_id"],
                 lambda j: j["state"] == "failed" or j["results_state"] not in (None, "pending"), 180, platform)

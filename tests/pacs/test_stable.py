@@ -18,6 +18,7 @@ from libs.storage.db import session_scope
 from libs.storage.models import InstanceRow, JobRow
 from services.gateway import create_app
 from tests.gateway.helpers import stow
+from tests.conftest import authorize
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -90,6 +91,7 @@ def test_gateway_reports_a_pushed_study_by_itself(pacs_settings, make_chest_dico
     settings = pacs_settings(auto_report_on_stable=True, stable_study_age_s=0.5, stable_study_poll_s=0.1)
     dicom = make_chest_dicom()
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        authorize(client)
         assert stow(client, [dicom]).status_code == 200
         with client.app.state.engine.connect() as conn:
             study = conn.execute(select(InstanceRow.study_uid)).scalar_one()
@@ -106,6 +108,7 @@ def test_gateway_reports_a_pushed_study_by_itself(pacs_settings, make_chest_dico
 def test_watcher_off_by_default(pacs_settings, make_chest_dicom) -> None:  # noqa: ANN001
     settings = pacs_settings(stable_study_age_s=0, stable_study_poll_s=0.05)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        authorize(client)
         assert stow(client, [make_chest_dicom()]).status_code == 200
         time.sleep(0.5)
         with client.app.state.engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""What routes take from the application: settings, the database engine, the pipeline publisher."""
+"""What routes take from the application: settings, the database engine, the pipeline publisher, and
+the authenticated caller (authentication itself runs before routing: services/gateway/security.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from libs.auth.principal import ANONYMOUS, Principal
 from libs.core.config import Settings
 from services.gateway.publish import Publisher
 
@@ -23,6 +25,18 @@ def get_publisher(request: Request) -> Publisher:
     return request.app.state.publisher
 
 
+def get_principal(request: Request) -> Principal:
+    """Who is calling; set by the security middleware (ANONYMOUS only when auth is switched off)."""
+    return getattr(request.state, "principal", ANONYMOUS)
+
+
+def audit_entity(request: Request, entity_type: str, entity_id: str) -> None:
+    """Names what the call touched for its audit record (default: the route's entity and path id)."""
+    request.state.audit_entity_type = entity_type
+    request.state.audit_entity_id = entity_id
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
