@@ -86,7 +86,8 @@ class _UrlKeys:
                     if not url:
                         raise AuthenticationFailed("the issuer's discovery document has no jwks_uri")
                 self._client = PyJWKClient(url, cache_keys=True, cache_jwk_set=True,
-                                           lifespan=max(1, self.settings.jwks_cache_s), timeout=FETCH_TIMEOUT_S)
+                                           lifespan=max(1, self.settings.jwks_cache_s), timeout=FETCH_TIMEOUT_S,
+                                           cooldown_duration=self.settings.jwks_refetch_cooldown_s)
             return self._client
 
     def key_for_token(self, token: str) -> PyJWK:

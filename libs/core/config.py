@@ -135,6 +135,8 @@ class Settings(BaseSettings):
     oidc_jwks_file: Path | None = Field(default=None, description="A JWKS file (instead of discovery)")
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     jwks_cache_s: int = Field(default=300, ge=0, description="How long fetched signing keys are reused")
+    jwks_refetch_cooldown_s: float = Field(default=30.0, ge=0, description="A token with an unknown key id refetches "
+                                           "the JWKS at most this often (so forged kids cannot flood the issuer)")
     jwt_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp / nbf")
     public_api_docs: bool = Field(default=False, description="Serve /docs and /openapi.json without credentials")
     # HTTPS: the gateway serves TLS itself when both are set (or terminate TLS at an ingress).

@@ -50,7 +50,24 @@ def capability_statement(base_url: str, now: dt.datetime | None = None) -> dict[
                 {"type": "Observation", "interaction": read},
                 {"type": "Device", "interaction": read},
                 {"type": "Provenance", "interaction": read},
+                {
+                    "type": "AuditEvent",
+                    "documentation": "The audit trail (IHE BALP); needs the ops scope system/AuditEvent.rs.",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [
+                        {"name": name, "type": kind, "definition": f"http://hl7.org/fhir/SearchParameter/AuditEvent-{name}"}
+                        for name, kind in (("date", "date"), ("agent", "reference"), ("entity", "reference"),
+                                           ("entity-type", "token"), ("action", "token"), ("outcome", "token"))
+                    ],
+                },
             ],
+            "security": {
+                "cors": False,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                         "code": "SMART-on-FHIR"}]}],
+                "description": "Bearer JWTs from the configured OAuth2/OIDC issuer with SMART system/ or user/ "
+                               "scopes, or API keys (X-API-Key). 401 without credentials, 403 without the scope.",
+            },
         }],
     }
     return to_json(CapabilityStatement.model_validate(data))

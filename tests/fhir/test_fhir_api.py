@@ -160,7 +160,8 @@ def test_capability_statement(client: TestClient) -> None:
     CapabilityStatement.model_validate(cs)
     assert cs["fhirVersion"] == "4.0.1" and cs["format"] == ["json"] and cs["kind"] == "instance"
     resources = {r["type"]: r for r in cs["rest"][0]["resource"]}
-    assert set(resources) == {"DiagnosticReport", "Observation", "Device", "Provenance"}
+    assert set(resources) == {"DiagnosticReport", "Observation", "Device", "Provenance", "AuditEvent"}
+    assert cs["rest"][0]["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     assert {p["name"] for p in resources["DiagnosticReport"]["searchParam"]} == {"subject", "imaging-study"}
     assert cs["implementation"]["url"] == "http://testserver/fhir"
 
@@ -169,7 +170,8 @@ def test_openapi_documents_fhir_json_for_every_fhir_response(client: TestClient)
     spec = client.get("/openapi.json").json()
     paths = {p: ops for p, ops in spec["paths"].items() if p.startswith("/fhir")}
     assert set(paths) == {"/fhir/metadata", "/fhir/DiagnosticReport", "/fhir/DiagnosticReport/{id}",
-                          "/fhir/Observation/{id}", "/fhir/Provenance/{id}", "/fhir/Device/{id}"}
+                          "/fhir/Observation/{id}", "/fhir/Provenance/{id}", "/fhir/Device/{id}",
+                          "/fhir/AuditEvent", "/fhir/AuditEvent/{id}"}
     for path, ops in paths.items():
         assert list(ops) == ["get"], path
         for status, response in ops["get"]["responses"].items():

@@ -1,10 +1,11 @@
-"""Read-only FHIR R4 facade over reviewed reports (docs/fhir.md).
+"""Read-only FHIR R4 facade over reviewed reports and the audit trail (docs/fhir.md, docs/security.md).
 
     GET /fhir/metadata                                   CapabilityStatement
     GET /fhir/DiagnosticReport/{id}                      id = the report_id of the REST API ("rpt-<job id>")
     GET /fhir/DiagnosticReport?subject=&imaging-study=   searchset Bundle (+ _include=DiagnosticReport:result)
     GET /fhir/Observation/{id}                           one assessed observation (positive or negative)
     GET /fhir/Device/{id}, GET /fhir/Provenance/{id}     the model, and the AI authorship record
+    GET /fhir/AuditEvent/{id}, GET /fhir/AuditEvent?date=&agent=&entity=   the audit trail (ops scope)
 
 Bodies are `application/fhir+json`. Every error under /fhir, routing errors included, is an
 OperationOutcome (FHIR clients do not parse the problem+json the rest of the API uses): the route class
@@ -14,6 +15,7 @@ Only reviewed jobs have resources; a job still running or failed answers 404 wit
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Coroutine
@@ -26,6 +28,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from libs.audit import trail as audit_trail
 from libs.core.errors import CxrError
 from libs.fhir import codes, to_json
 from libs.fhir.builder import (
@@ -38,6 +41,8 @@ from libs.fhir.builder import (
     parse_provenance_id,
     searchset,
 )
+from libs.fhir.audit import audit_event, parse_event_id as parse_audit_id
+from libs.fhir.audit import event_id as audit_event_id
 from libs.fhir.capability import capability_statement
 from libs.fhir.outcome import operation_outcome
 from libs.fhir.source import ReportNotAvailable, find_model, load_source, search_sources
@@ -306,6 +311,133 @@ def search_diagnostic_reports(request: Request, engine: EngineDep) -> FhirRespon
         if include_results:
             included.extend(resources.observations)
     return _resource(searchset(matches, included, fhir_base(request), self_url))
+
+
+# ---------------------------------------------------------------- AuditEvent (the audit trail, ops scope)
+
+_AUDIT_SUPPORTED = {"date", "agent", "entity", "entity-type", "action", "outcome", "_count", "_cursor", "_format"}
+_DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
+_AUDIT_PARAMS = {"parameters": [
+    {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
+    for name, kind, text in (
+        ("date", "string", "When it was recorded: [eq|ge|gt|le|lt]YYYY-MM-DD[THH:MM:SS[Z|+hh:mm]]; repeatable"),
+        ("agent", "string", "Who: <kind>:<id> (jwt:<client>, apikey:<key id>, cli:<user>, anonymous:...) or <id>"),
+        ("entity", "string", "What: <ResourceType>/<id>"),
+        ("entity-type", "string", "What kind: a resource type (DiagnosticReport, ImagingStudy, Job, ApiKey, ...)"),
+        ("action", "string", "C, R, U, D or E"),
+        ("outcome", "string", "0 success, 4 refused, 8 server failure"),
+        ("_count", "integer", f"Page size (default {DEFAULT_COUNT}, at most {MAX_COUNT})"),
+        ("_cursor", "integer", "Continue after this sequence number (the next link carries it)"),
+        ("_format", "string", "json only"),
+    )
+]}
+
+
+def _parse_instant(value: str) -> tuple[dt.datetime, dt.timedelta]:
+    """A FHIR date or dateTime and the precision it names (a day, or one second)."""
+    try:
+        if len(value) == 10:
+            return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc), dt.timedelta(days=1)
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise FhirError(400, f"date {value!r} is not a FHIR date or dateTime (YYYY-MM-DD[THH:MM:SS[Z]])") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed, dt.timedelta(seconds=1)
+
+
+def _date_range(values: list[str]) -> tuple[dt.datetime | None, dt.datetime | None]:
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    for raw in values:
+        prefix = raw[:2] if raw[:2] in _DATE_PREFIXES else "eq"
+        start, width = _parse_instant(raw[2:] if raw[:2] in _DATE_PREFIXES else raw)
+        low, high = {"eq": (start, start + width), "ge": (start, None), "gt": (start + width, None),
+                     "le": (None, start + width), "lt": (None, start)}[prefix]
+        if low is not None:
+            since = low if since is None else max(since, low)
+        if high is not None:
+            until = high if until is None else min(until, high)
+    return since, until
+
+
+def _one(items: list[tuple[str, str]], name: str) -> str | None:
+    values = [v for n, v in items if n == name]
+    if len(values) > 1:
+        raise FhirError(400, f"{name} may be given once")
+    return values[0].strip() if values else None
+
+
+def _whole(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 18:
+        raise FhirError(400, f"{name} must be a whole number")
+    return int(value)
+
+
+@router.get("/AuditEvent/{id}", summary="Read one audit-trail entry", response_class=FhirResponse,
+            responses=_responses(404, 406), openapi_extra=_ID_PARAM, tags=["fhir", "audit"])
+def read_audit_event(request: Request, engine: EngineDep) -> FhirResponse:
+    _check_format(request)
+    resource_id = request.path_params["id"]
+    seq = parse_audit_id(resource_id)
+    row = audit_trail.get(engine, seq) if seq is not None else None
+    if row is None:
+        raise FhirError(404, f"no AuditEvent {resource_id}")
+    return FhirResponse(audit_event(row))
+
+
+@router.get(
+    "/AuditEvent",
+    summary="Search the audit trail by date, agent and entity",
+    description="Oldest first; `date` (repeatable, with eq/ge/gt/le/lt prefixes), `agent`, `entity`, "
+                "`entity-type`, `action`, `outcome`, `_count`; the `next` link continues the search. "
+                "Unknown parameters are refused (an ignored filter would return more than was asked for).",
+    response_class=FhirResponse,
+    responses=_responses(400, 406),
+    openapi_extra=_AUDIT_PARAMS,
+    tags=["fhir", "audit"],
+)
+def search_audit_events(request: Request, engine: EngineDep) -> FhirResponse:
+    _check_format(request)
+    items = request.query_params.multi_items()
+    unknown = sorted({name for name, _ in items if name not in _AUDIT_SUPPORTED})
+    if unknown:
+        raise FhirError(400, f"unsupported search parameter(s): {', '.join(unknown)}; supported: "
+                             f"{', '.join(sorted(_AUDIT_SUPPORTED))}", "not-supported")
+    since, until = _date_range([v for n, v in items if n == "date"])
+    entity = _one(items, "entity")
+    entity_type = _one(items, "entity-type")
+    entity_id = None
+    if entity:
+        entity_type, _, entity_id = entity.partition("/")
+        if not entity_id:
+            raise FhirError(400, "entity must be <ResourceType>/<id>")
+    action, outcome = _one(items, "action"), _one(items, "outcome")
+    if action is not None and action not in {"C", "R", "U", "D", "E"}:
+        raise FhirError(400, "action must be one of C, R, U, D, E")
+    if outcome is not None and outcome not in {"0", "4", "8", "12"}:
+        raise FhirError(400, "outcome must be one of 0, 4, 8, 12")
+    count = min(_whole(_one(items, "_count"), "_count", DEFAULT_COUNT), MAX_COUNT)
+    cursor = _whole(_one(items, "_cursor"), "_cursor", 0)
+    query = audit_trail.Query(since=since, until=until, agent=_one(items, "agent"), entity_type=entity_type,
+                              entity_id=entity_id, action=action, outcome=outcome, after_seq=cursor,
+                              limit=count + 1)
+    rows = audit_trail.search(engine, query) if count > 0 else []
+    more, rows = len(rows) > count, rows[:count]
+    used = [(n, v) for n, v in items if n not in ("_format", "_cursor")]
+    base = f"{fhir_base(request)}/AuditEvent"
+    self_url = base + (f"?{urlencode(used)}" if used else "")
+    entries = [{"fullUrl": f"{base}/{audit_event_id(r.seq)}", "resource": audit_event(r), "search": {"mode": "match"}}
+               for r in rows]
+    links = [{"relation": "self", "url": self_url}]
+    if more:
+        links.append({"relation": "next", "url": f"{base}?{urlencode([*used, ('_cursor', rows[-1].seq)])}"})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if entries:
+        bundle["entry"] = entries
+    return FhirResponse(bundle)
 
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -22,7 +22,7 @@ from libs.pipeline.messages import StepMessage
 from libs.reporting.render import check_template
 from libs.storage import crud
 from libs.storage.db import session_scope
-from services.gateway.api.deps import EngineDep, PublisherDep, SettingsDep
+from services.gateway.api.deps import EngineDep, PublisherDep, SettingsDep, audit_entity
 from services.gateway.multipart import MultipartError, parse_media_type
 from services.gateway.problems import ProblemError, problem_responses
 from services.gateway.publish import PublishFailed
@@ -267,6 +267,8 @@ async def get_report(
             break
         await asyncio.sleep(min(POLL_INTERVAL_S, remaining))
     out = _report_out(snap)
+    if out.report_id:  # the audit trail names the report that was disclosed, not only its study
+        audit_entity(request, "DiagnosticReport", out.report_id)
     if snap.state is JobState.REVIEWED:
         # Every field of the design's response is present, null where it does not apply.
         content = out.model_dump(mode="json", exclude={"error"})
