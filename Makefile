@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc clean
+.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey
 
 install: $(STAMP)
 
@@ -70,6 +70,13 @@ up: install services-check
 	@if [ -f $(RUN_DIR)/gateway.pid ] && kill -0 $$(cat $(RUN_DIR)/gateway.pid) 2>/dev/null; then echo "gateway already running"; else \
 	  DATABASE_URL=$(UP_DATABASE_URL) REDIS_URL=$(UP_REDIS_URL) CXR_PORT=$(PORT) nohup $(BIN)/python -m services.gateway >$(LOG_DIR)/gateway.log 2>&1 & echo $$! >$(RUN_DIR)/gateway.pid; \
 	  echo "started gateway on http://127.0.0.1:$(PORT) (pid $$(cat $(RUN_DIR)/gateway.pid), log $(LOG_DIR)/gateway.log)"; fi
+	@echo "every endpoint but /healthz and /readyz needs credentials: make apikey ROLE=ehr (or pacs, radiologist, ops)"
+
+# An API key for `make up`'s database, printed once: make apikey ROLE=ehr [NAME=...]
+ROLE ?= ehr
+NAME ?= $(ROLE) key made by make apikey
+apikey: install
+	@DATABASE_URL=$(UP_DATABASE_URL) $(BIN)/cxr-report apikey create --role $(ROLE) --name "$(NAME)"
 
 down:
 	@for svc in gateway $(SERVICES); do \
