@@ -21,7 +21,8 @@ class ImageRef(BaseModel):
 class ReportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    study_id: str | None = Field(default=None, max_length=64, description="Must match the path when given")
+    study_id: str | None = Field(default=None, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)*$",
+                                 description="Must match the path when given (a DICOM UID)")
     images: list[ImageRef] = Field(default_factory=list, description="Empty: use every stored instance")
     clinical_context: ClinicalContext = Field(default_factory=ClinicalContext)
     report_template: str = Field(default="standard", pattern=r"^[a-z0-9_\-]{1,40}$")

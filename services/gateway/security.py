@@ -53,9 +53,9 @@ class Authenticator:
             raise AuthConfigError("oidc_jwks_url / oidc_jwks_file / oidc_audience need oidc_issuer as well")
 
     def authenticate(self, headers: dict[str, str]) -> Principal:
-        authorization = headers.get("authorization", "").strip()
-        if authorization:
-            scheme, _, credential = authorization.partition(" ")
+        authorization = headers.get("authorization")
+        if authorization is not None:  # present, even empty: it is the credential (no fallback to others)
+            scheme, _, credential = authorization.strip().partition(" ")
             credential = credential.strip()
             scheme = scheme.lower()
             if scheme == "apikey" or (scheme == "bearer" and apikeys.looks_like_key(credential)):

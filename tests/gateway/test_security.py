@@ -280,3 +280,10 @@ def test_audit_failure_withholds_the_response(app_client: TestClient, monkeypatc
     r = c.get(f"/api/v1/studies/{study_uid}/report", headers=ehr)
     assert r.status_code == 503 and r.json()["type"].endswith("audit-unavailable")
     assert "findings" not in r.text
+
+
+def test_an_empty_authorization_header_is_not_skipped_for_another_credential(app_client: TestClient) -> None:
+    # Found by schemathesis (ST401): an empty Authorization beside a valid X-API-Key was ignored.
+    key = _key(app_client, "ops")
+    r = app_client.get("/api/v1/jobs/none", headers={**key, "Authorization": ""})
+    assert r.status_code == 401

@@ -246,15 +246,18 @@ def _study_uid(values: list[str]) -> tuple[bool, str | None]:
 
 
 _SUPPORTED = {"subject", "subject:identifier", "imaging-study", "_include", "_count", "_format"}
+# What the handlers accept, declared exactly, so a client (or a fuzzer) knows what is valid.
+_FORMAT_SCHEMA = {"type": "string", "enum": sorted(_JSON_FORMATS)}
+_COUNT_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 10**9}
 _SEARCH_PARAMS = {"parameters": [
-    {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
-    for name, kind, text in (
-        ("subject", "string", "The subject pseudonym, or Patient/<pseudonym>"),
-        ("subject:identifier", "string", "<system>|<pseudonym>"),
-        ("imaging-study", "string", "Study Instance UID (plain or urn:oid:)"),
-        ("_include", "string", "DiagnosticReport:result adds the finding Observations"),
-        ("_count", "integer", f"Page size (default {DEFAULT_COUNT}, at most {MAX_COUNT})"),
-        ("_format", "string", "json only"),
+    {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+    for name, schema, text in (
+        ("subject", {"type": "string"}, "The subject pseudonym, or Patient/<pseudonym>"),
+        ("subject:identifier", {"type": "string"}, "<system>|<pseudonym>"),
+        ("imaging-study", {"type": "string"}, "Study Instance UID (plain or urn:oid:)"),
+        ("_include", {"type": "string"}, "DiagnosticReport:result adds the finding Observations"),
+        ("_count", _COUNT_SCHEMA, f"Page size (default {DEFAULT_COUNT}, at most {MAX_COUNT})"),
+        ("_format", _FORMAT_SCHEMA, "json only"),
     )
 ]}
 
@@ -317,18 +320,22 @@ def search_diagnostic_reports(request: Request, engine: EngineDep) -> FhirRespon
 
 _AUDIT_SUPPORTED = {"date", "agent", "entity", "entity-type", "action", "outcome", "_count", "_cursor", "_format"}
 _DATE_PREFIXES = ("eq", "ge", "gt", "le", "lt")
+_DATE_PATTERN = (r"^(eq|ge|gt|le|lt)?[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+                 r"(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$")
 _AUDIT_PARAMS = {"parameters": [
-    {"name": name, "in": "query", "required": False, "schema": {"type": kind}, "description": text}
-    for name, kind, text in (
-        ("date", "string", "When it was recorded: [eq|ge|gt|le|lt]YYYY-MM-DD[THH:MM:SS[Z|+hh:mm]]; repeatable"),
-        ("agent", "string", "Who: <kind>:<id> (jwt:<client>, apikey:<key id>, cli:<user>, anonymous:...) or <id>"),
-        ("entity", "string", "What: <ResourceType>/<id>"),
-        ("entity-type", "string", "What kind: a resource type (DiagnosticReport, ImagingStudy, Job, ApiKey, ...)"),
-        ("action", "string", "C, R, U, D or E"),
-        ("outcome", "string", "0 success, 4 refused, 8 server failure"),
-        ("_count", "integer", f"Page size (default {DEFAULT_COUNT}, at most {MAX_COUNT})"),
-        ("_cursor", "integer", "Continue after this sequence number (the next link carries it)"),
-        ("_format", "string", "json only"),
+    {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+    for name, schema, text in (
+        ("date", {"type": "string", "pattern": _DATE_PATTERN},
+         "When it was recorded: [eq|ge|gt|le|lt]YYYY-MM-DD[THH:MM:SS[Z|+hh:mm]]; may be given twice (a range)"),
+        ("agent", {"type": "string"}, "Who: <kind>:<id> (jwt:<client>, apikey:<key id>, cli:<user>, anonymous:...) or <id>"),
+        ("entity", {"type": "string", "pattern": r"^[A-Za-z]+/.+$"}, "What: <ResourceType>/<id>"),
+        ("entity-type", {"type": "string"}, "What kind: a resource type (DiagnosticReport, ImagingStudy, Job, ApiKey, ...)"),
+        ("action", {"type": "string", "enum": ["C", "R", "U", "D", "E"]}, "C, R, U, D or E"),
+        ("outcome", {"type": "string", "enum": ["0", "4", "8", "12"]}, "0 success, 4 refused, 8 server failure"),
+        ("_count", _COUNT_SCHEMA, f"Page size (default {DEFAULT_COUNT}, at most {MAX_COUNT})"),
+        ("_cursor", {"type": "integer", "minimum": 0, "maximum": 10**18},
+         "Continue after this sequence number (the next link carries it)"),
+        ("_format", _FORMAT_SCHEMA, "json only"),
     )
 ]}
 

@@ -65,9 +65,9 @@ def _check_bundle(settings: Settings) -> str:
         manifest = load_manifest(settings.bundle_path)
     except Exception as exc:  # noqa: BLE001 - BundleUnavailable carries the reason
         return getattr(exc, "reason", None) or _one_line(exc)
-    if manifest.input.size != settings.image_size:
-        return (f"model bundle {manifest.name} {manifest.version} expects {manifest.input.size}-pixel input, "
-                f"but image_size is {settings.image_size}")
+    # No comparison with settings.image_size: the pipeline resizes to the bundle's own input size
+    # (steps.model_input_size); image_size only applies when no bundle is installed.
+    del manifest
     return "ok"
 
 

@@ -1,0 +1,1 @@
+"""Security figure runs: schemathesis against the live OpenAPI document (make api-fuzz)."""
