@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey
+.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz
 
 install: $(STAMP)
 
@@ -88,3 +88,8 @@ down:
 
 clean: down
 	rm -rf var .pytest_cache
+
+# schemathesis against a live gateway's OpenAPI document, with and without credentials (docs/reliability.md)
+api-fuzz: install
+	@$(BIN)/python -c "import schemathesis" 2>/dev/null || $(BIN)/python -m pip install --quiet "schemathesis>=4.3,<5"
+	$(BIN)/python -m bench.security.api_fuzz
