@@ -287,3 +287,16 @@ def test_an_empty_authorization_header_is_not_skipped_for_another_credential(app
     key = _key(app_client, "ops")
     r = app_client.get("/api/v1/jobs/none", headers={**key, "Authorization": ""})
     assert r.status_code == 401
+
+
+def test_including_observations_in_a_search_needs_the_observation_scope(app_client: TestClient) -> None:
+    c = app_client
+    study_uid, _ = _reviewed_report(c)
+    _, only_reports = apikeys.create(c.app.state.engine, "reports only", "custom", ["system/DiagnosticReport.rs"])
+    params = {"imaging-study": study_uid, "_include": "DiagnosticReport:result"}
+    r = c.get("/fhir/DiagnosticReport", params=params, headers={"X-API-Key": only_reports})
+    assert r.status_code == 403 and r.json()["issue"][0]["code"] == "forbidden"
+    assert c.get("/fhir/DiagnosticReport", params={"imaging-study": study_uid},
+                 headers={"X-API-Key": only_reports}).status_code == 200
+    included = c.get("/fhir/DiagnosticReport", params=params, headers=_key(c, "ehr")).json()
+    assert any(e["search"]["mode"] == "include" for e in included["entry"])

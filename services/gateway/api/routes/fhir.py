@@ -47,7 +47,9 @@ from libs.fhir.capability import capability_statement
 from libs.fhir.outcome import operation_outcome
 from libs.fhir.source import ReportNotAvailable, find_model, load_source, search_sources
 from libs.storage.db import session_scope
-from services.gateway.api.deps import EngineDep
+from libs.auth import scopes
+from libs.auth.principal import ANONYMOUS
+from services.gateway.api.deps import EngineDep, get_principal
 from services.gateway.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -212,6 +214,11 @@ def read_device(request: Request, engine: EngineDep) -> FhirResponse:
     return _resource(build_device(*model))
 
 
+def _may_read_observations(request: Request) -> bool:
+    principal = get_principal(request)
+    return principal is ANONYMOUS or scopes.grants(principal.scopes, scopes.READ_OBSERVATION)
+
+
 def _subject_pseudonym(values: list[tuple[str, str]]) -> tuple[bool, str | None]:
     """(given, pseudonym) from subject= / subject:identifier=; pseudonym None when it cannot match."""
     if not values:
@@ -291,6 +298,11 @@ def search_diagnostic_reports(request: Request, engine: EngineDep) -> FhirRespon
     count = min(count, MAX_COUNT)
     includes = {v for n, v in items if n == "_include"}
     include_results = "DiagnosticReport:result" in includes
+    if include_results and not _may_read_observations(request):
+        raise ProblemError(403, f"_include=DiagnosticReport:result returns Observations: it needs the scope "
+                                f"{scopes.READ_OBSERVATION} as well", headers={
+                                    "WWW-Authenticate": f'Bearer realm="cxr-report", error="insufficient_scope", '
+                                                        f'scope="{scopes.READ_OBSERVATION}"'})
     if strict and includes - {"DiagnosticReport:result"}:
         raise FhirError(400, "only _include=DiagnosticReport:result is supported", "not-supported")
 
