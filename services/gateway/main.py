@@ -148,6 +148,8 @@ def _declare_security(app: FastAPI, schema: dict[str, Any]) -> None:
             body = {"schema": {"type": "object"}} if fhir else {"schema": {"$ref": "#/components/schemas/Problem"}}
             responses = operation.setdefault("responses", {})
             responses.setdefault("401", {"description": "Missing or invalid credentials", "content": {media: body}})
+            responses.setdefault("503", {"description": "The database or the audit trail is unavailable; retry later",
+                                         "content": {media: body}})
             if rule.need is not None:
                 operation["description"] = (operation.get("description", "") +
                                             f"\n\nRequires the scope `{rule.need}`.").strip()
