@@ -6,8 +6,8 @@ Pipeline (each step its own module):
 * validate.validate_dataset  chest CR/DX, single-frame grayscale, decodable transfer syntax
 * instance / view            Dataset -> Instance (UIDs, modality, PA/AP/LATERAL, size)
 * pixels.stored_values       Pixel Data -> stored values (see pixels.py for which plugin
-                             decodes which transfer syntax: pydicom native, gdcm,
-                             pylibjpeg-libjpeg / -openjpeg / -rle, pyjpegls, Pillow)
+                             decodes which transfer syntax: pydicom native,
+                             pylibjpeg-libjpeg / -openjpeg / -rle, pyjpegls, Pillow; not gdcm)
 * display.decode_pixels      Modality LUT/rescale -> VOI LUT/window -> MONOCHROME1 inversion,
                              float32 [0, 1] with 1 = bright
 * preprocess.preprocess      aspect-preserving Lanczos resize + centred zero padding, with the

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
 
 from libs.core.errors import InputRejected
 
@@ -33,6 +34,10 @@ def text(ds: Dataset, keyword: str) -> str:
     v = value(ds, keyword)
     if v is None:
         return ""
+    if isinstance(v, Sequence):
+        # A text attribute written with VR SQ (found by fuzzing): str() would parse its items,
+        # which fails in as many ways as the items are broken.
+        raise InputRejected(f"invalid {keyword} value in the header: a sequence, not text")
     if isinstance(v, (list, MultiValue)):
         return "\\".join(str(x).strip() for x in v)
     return str(v).strip()

@@ -31,6 +31,8 @@ _PERCENTILES = (0.5, 99.5)
 _MAX_SATURATED = 0.95
 # Percentiles and the saturation test look at a regular subsample of about this many pixels.
 _SAMPLE_PIXELS = 1 << 18
+# Largest finite float32: the display pipeline computes in float32.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class _Window(NamedTuple):
@@ -42,9 +44,10 @@ class _Window(NamedTuple):
 def decode_pixels(ds: Dataset) -> np.ndarray:
     """Decodes and maps the single frame of `ds` to display values; InputRejected if it cannot."""
     stored = stored_values(ds)
-    if stored.max() == stored.min():
+    low, high = stored.min(), stored.max()
+    if low == high:
         raise InputRejected("image is blank: every pixel has the same value")
-    values = _modality(stored, ds)
+    values = _modality(stored, ds, float(low), float(high))
     out = _voi(values, ds)
     if _attrs.text(ds, "PhotometricInterpretation").upper() == "MONOCHROME1":
         # MONOCHROME1: the lowest value is displayed white. (DX files also say
@@ -53,8 +56,12 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     return out
 
 
-def _modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
-    """Modality LUT if there is one, else RescaleSlope/Intercept; always a fresh float32 array."""
+def _modality(stored: np.ndarray, ds: Dataset, low: float, high: float) -> np.ndarray:
+    """Modality LUT if there is one, else RescaleSlope/Intercept; always a fresh float32 array.
+
+    `low`/`high` are the stored values' extremes: the rescale must keep them finite in float32
+    (an intercept of NaN or 1e400, or a slope of 1e308, made NaN images; found by fuzzing).
+    """
     if _attrs.value(ds, "ModalityLUTSequence") is not None:
         try:
             return np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
@@ -63,9 +70,14 @@ def _modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     out = stored.astype(np.float32)  # the one copy of the full-size image this module makes
     slope = _attrs.first_number(ds, "RescaleSlope")
     intercept = _attrs.first_number(ds, "RescaleIntercept")
+    if slope is not None and (slope == 0.0 or not np.isfinite(slope)):
+        raise InputRejected(f"invalid RescaleSlope {slope}")
+    if intercept is not None and not np.isfinite(intercept):
+        raise InputRejected(f"invalid RescaleIntercept {intercept}")
+    s, b = (1.0 if slope is None else slope), (intercept or 0.0)
+    if max(abs(low * s + b), abs(high * s + b)) > _FLOAT32_MAX:
+        raise InputRejected("RescaleSlope and RescaleIntercept take the pixel values out of range")
     if slope is not None and slope != 1.0:
-        if slope == 0.0 or not np.isfinite(slope):
-            raise InputRejected(f"invalid RescaleSlope {slope}")
         out *= np.float32(slope)
     if intercept:
         out += np.float32(intercept)
@@ -143,7 +155,34 @@ def _first_window(ds: Dataset) -> _Window | None:
     if not np.isfinite(center) or not np.isfinite(width) or width <= (1.0 if function == "LINEAR" else 0.0):
         log.warning("header window has an invalid width; using an estimated window")
         return None
-    return _Window(center, width, function)
+    window = _Window(center, width, function)
+    if not _computable(window):
+        log.warning("header window is out of the range the display pipeline computes in; using an estimated window")
+        return None
+    return window
+
+
+def _computable(window: _Window) -> bool:
+    """Whether float32 arithmetic can apply the window: a center of 1e308 made low == high (found by fuzzing)."""
+    if window.function == "SIGMOID":
+        return abs(window.center) <= _FLOAT32_MAX and _float32_factor(-4.0 / window.width)
+    low, high = _bounds(window)
+    return max(abs(low), abs(high)) <= _FLOAT32_MAX and high > low and _float32_factor(1.0 / (high - low))
+
+
+def _float32_factor(factor: float) -> bool:
+    """Whether multiplying by `factor` in float32 is meaningful: neither inf (0 * inf is NaN) nor 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        f = np.float32(factor)
+    return bool(np.isfinite(f)) and f != 0
+
+
+def _bounds(window: _Window) -> tuple[float, float]:
+    c, w = window.center, window.width
+    if window.function == "LINEAR_EXACT":
+        return c - w / 2.0, c + w / 2.0
+    # LINEAR as the standard writes it, with its half-pixel offsets
+    return c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0
 
 
 def _apply_window(values: np.ndarray, window: _Window) -> np.ndarray:
@@ -156,11 +195,7 @@ def _apply_window(values: np.ndarray, window: _Window) -> np.ndarray:
         values += np.float32(1.0)
         np.reciprocal(values, out=values)
         return values
-    if window.function == "LINEAR_EXACT":
-        low, high = c - w / 2.0, c + w / 2.0
-    else:  # LINEAR as the standard writes it, with its half-pixel offsets
-        low, high = c - 0.5 - (w - 1.0) / 2.0, c - 0.5 + (w - 1.0) / 2.0
-    return _linear(values, low, high)
+    return _linear(values, *_bounds(window))
 
 
 def _apply_estimated_window(values: np.ndarray) -> np.ndarray:
@@ -168,6 +203,9 @@ def _apply_estimated_window(values: np.ndarray) -> np.ndarray:
     low, high = (float(v) for v in np.percentile(sample, _PERCENTILES))
     if high <= low:  # a mostly uniform image with a few outliers: use the full range
         low, high = float(values.min()), float(values.max())
+    if high <= low or not _float32_factor(1.0 / (high - low)):
+        # Distinct stored values made (nearly) equal by the Modality LUT or a tiny RescaleSlope.
+        raise InputRejected("image is blank after the Modality LUT or rescale: its values do not differ")
     return _linear(values, low, high)
 
 

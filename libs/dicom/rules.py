@@ -46,3 +46,14 @@ def words(raw: str) -> list[str]:
 
 def is_chest_body_part(raw: str) -> bool:
     return any(w in _CHEST_WORDS or w.startswith(_CHEST_PREFIXES) for w in words(raw))
+
+
+# pydicom decoding plugins used on received pixel data, in the order they are tried (pydicom's
+# own order, less gdcm). gdcm stays installed (tests use it to encode JPEG Lossless) but never
+# decodes an upload: fuzzing the intake (docs/fuzzing.md) made it segfault, abort on an uncaught
+# C++ exception and allocate memory until the process was killed, on single edited bytes that
+# the other plugins reject with an ordinary exception. Every compressed syntax we accept keeps at
+# least one decoder: JPEG (pylibjpeg-libjpeg, Pillow), JPEG Lossless (pylibjpeg-libjpeg), JPEG-LS
+# (pylibjpeg-libjpeg, pyjpegls), JPEG 2000 (pylibjpeg-openjpeg, Pillow), HTJ2K (pylibjpeg-openjpeg),
+# RLE (pylibjpeg-rle, pydicom).
+DECODING_PLUGINS = ("pylibjpeg", "pyjpegls", "pillow", "pydicom")

@@ -12,7 +12,13 @@ from pydicom.uid import UID
 
 from libs.core.errors import InputRejected
 from libs.dicom import _attrs
-from libs.dicom.rules import ACCEPTED_BITS_ALLOCATED, ACCEPTED_MODALITIES, GRAYSCALE, is_chest_body_part
+from libs.dicom.rules import (
+    ACCEPTED_BITS_ALLOCATED,
+    ACCEPTED_MODALITIES,
+    DECODING_PLUGINS,
+    GRAYSCALE,
+    is_chest_body_part,
+)
 
 _REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 
@@ -58,7 +64,8 @@ def check_body_part(ds: Dataset) -> None:
 
 def check_pixel_module(ds: Dataset) -> None:
     """The checks decode_pixels needs as well, so that it is safe to call without validate_dataset."""
-    if "PixelData" not in ds:
+    # _attrs.value: a Pixel Data element with a broken VR only fails when first read (found by fuzzing).
+    if "PixelData" not in ds or _attrs.value(ds, "PixelData") is None:
         raise InputRejected("has no pixel data")
 
     samples = _attrs.integer(ds, "SamplesPerPixel") or 1
@@ -83,6 +90,11 @@ def check_pixel_module(ds: Dataset) -> None:
     rows, cols = _attrs.integer(ds, "Rows"), _attrs.integer(ds, "Columns")
     if not rows or not cols or rows < 0 or cols < 0:
         raise InputRejected("image size (Rows/Columns) is missing or zero")
+    # Before any decoder runs: they allocate the frame from Rows x Columns, so a small
+    # compressed upload claiming 65535 x 65535 would otherwise take gigabytes (found by fuzzing).
+    limit = max_image_pixels()
+    if rows * cols > limit:
+        raise InputRejected(f"image is too large: {rows}x{cols} pixels, more than the {limit} accepted")
 
     bits = _attrs.integer(ds, "BitsAllocated")
     if bits not in ACCEPTED_BITS_ALLOCATED:
@@ -103,6 +115,13 @@ def check_pixel_module(ds: Dataset) -> None:
             raise InputRejected(f"pixel data is truncated: expected {expected} bytes, found {found}")
 
 
+def max_image_pixels() -> int:
+    """Rows x Columns accepted for one image: the max_image_pixels setting (CXR_MAX_IMAGE_PIXELS)."""
+    from libs.core.config import get_settings  # here, so that reading a file needs no configuration import
+
+    return get_settings().max_image_pixels
+
+
 def transfer_syntax(ds: Dataset) -> UID:
     ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if not ts:
@@ -115,8 +134,16 @@ def check_transfer_syntax(ds: Dataset) -> UID:
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:
-        raise InputRejected(f"transfer syntax {ts.name or ts} is not supported") from None
-    if not decoder.is_available:
+        # An unknown UID is the sender's bytes: shown() keeps control characters out of the reason.
+        name = ts.name if ts.name != str(ts) else _attrs.shown(str(ts), 64)
+        raise InputRejected(f"transfer syntax {name} is not supported") from None
+    if not decoder.is_available or (decoder.is_encapsulated and not decoding_plugins(decoder)):
         # A deployment problem, but the instance cannot be used here either way.
         raise InputRejected(f"no decoder installed for transfer syntax {ts.name}")
     return ts
+
+
+def decoding_plugins(decoder) -> list[str]:  # noqa: ANN001 - a pydicom Decoder
+    """The installed plugins of an encapsulated syntax's decoder that may decode received data, in order."""
+    installed = decoder.available_plugins
+    return [name for name in DECODING_PLUGINS if name in installed]
