@@ -169,7 +169,7 @@ def test_body_over_the_limit_is_413(make_settings, chest_dicom_bytes) -> None:  
 
     from services.gateway import create_app
 
-    with TestClient(create_app(make_settings(max_upload_mb=1))) as c:
+    with TestClient(create_app(make_settings(max_upload_mb=1, auth_disabled=True))) as c:
         r = stow(c, [chest_dicom_bytes])  # 7 MB
         assert_problem(r, 413, "payload-too-large")
 

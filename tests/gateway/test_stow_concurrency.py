@@ -5,28 +5,35 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from libs.core.config import Settings
 from libs.pipeline.intake import accept_instance
 from libs.storage import crud
 from libs.storage.db import get_engine, session_scope, upgrade_schema
 
 
-def test_concurrent_duplicate_keeps_the_stored_file(tmp_path, database_url, make_chest_dicom) -> None:  # noqa: ANN001
-    settings = Settings(data_dir=tmp_path, database_url=database_url)
+@pytest.mark.parametrize("source_kind", ["bytes", "path"])  # STOW-RS passes its spool file's path
+def test_concurrent_duplicate_keeps_the_stored_file(tmp_path, database_url, make_chest_dicom,  # noqa: ANN001
+                                                    source_kind: str) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, auth_disabled=True)
     engine = get_engine(settings.sqlalchemy_url)
     upgrade_schema(engine)
     data = make_chest_dicom()
+    spooled = tmp_path / "spooled.dcm"
+    spooled.write_bytes(data)
+    source = data if source_kind == "bytes" else spooled
     outcome: dict[str, object] = {}
 
     def second_upload() -> None:
         try:
             with session_scope(engine) as session:
-                outcome["second"] = accept_instance(session, data, settings.dicom_dir)
+                outcome["second"] = accept_instance(session, source, settings.dicom_dir)
         except Exception as exc:  # noqa: BLE001
             outcome["second"] = exc
 
     with session_scope(engine) as session:
-        first = accept_instance(session, data, settings.dicom_dir)
+        first = accept_instance(session, source, settings.dicom_dir)
         assert first.newly_stored
         # The second upload runs while the first transaction is still open: its INSERT waits for ours.
         t = threading.Thread(target=second_upload)

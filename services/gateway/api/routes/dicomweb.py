@@ -1,6 +1,15 @@
 """DICOMweb STOW-RS: `POST /dicomweb/studies[/{study_uid}]` with `multipart/related; type="application/dicom"`.
 
 How outcomes are reported is described in services/gateway/stow.py.
+
+The body is never held in memory: it is fed to the streaming multipart parser as it arrives
+(in batches of about FEED_BATCH bytes, parsed and written in a worker thread so the event loop
+never waits on the disk), each part lands in its own file under <data_dir>/uploads, and the parts
+are stored from there once the whole body has arrived and parsed. Limits answered before anything
+is stored: a body over max_upload_mb (from Content-Length, or counted while streaming when there is
+none) and more parts than max_instances_per_request are 413; per-instance limits (image size,
+instances per study) fail that part (libs/pipeline/intake.py). The spool files are deleted however
+the request ends, a client that disconnects mid-body included.
 """
 
 from __future__ import annotations
@@ -11,16 +20,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from libs.core.errors import InputRejected
-from libs.pipeline.intake import check_uid
+from libs.pipeline.intake import IntakeLimits, check_uid
 from services.gateway.api.deps import EngineDep, SettingsDep
-from services.gateway.multipart import MultipartError, parse_media_type, parse_multipart
+from services.gateway.multipart import MultipartError, MultipartParser, parse_media_type
 from services.gateway.problems import ProblemError, problem_response, problem_responses
 from services.gateway.stow import (
     DICOM_JSON_MEDIA_TYPE,
     DICOM_MEDIA_TYPE,
     PartResult,
+    PartSpool,
+    TooManyParts,
     failures_list,
     store_part,
     store_response,
@@ -28,6 +40,11 @@ from services.gateway.stow import (
 )
 
 log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+# Chunks from the server (64 KiB or so) are joined to this size before a thread parses and writes
+# them: fewer thread hand-offs, and still a small bound on what one upload holds in memory.
+FEED_BATCH = 1 * MB
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -56,7 +73,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         descriptions={
             400: "Empty body, missing boundary, or malformed multipart",
             409: "No instance stored; `failures` lists each part's reason",
-            413: "Body larger than the server's max_upload_mb",
+            413: "Body larger than the server's max_upload_mb, or more parts than max_instances_per_request;"
+                 " nothing is stored",
             415: 'Not multipart/related; type="application/dicom"',
             422: "The study UID in the path is not a valid DICOM UID",
         },
@@ -67,7 +85,10 @@ _DESCRIPTION = (
     "Stores chest radiographs (CR/DX) sent by a PACS or modality. Each part is validated fully (header and "
     "pixel decode) and stored on its own: one bad part stores nothing and does not undo the others. "
     "200: all stored; 202: some failed (FailedSOPSequence + a `Warning` header per failure); 409: none "
-    "stored (problem details with a `failures` list). A SOP instance already stored is reported as stored."
+    "stored (problem details with a `failures` list). A SOP instance already stored is reported as stored. "
+    "Limits: a body over max_upload_mb or more parts than max_instances_per_request is 413 with nothing "
+    "stored; an instance beyond max_instances_per_study fails with 0xA700, an image over max_image_pixels "
+    "with 0xC000."
 )
 
 
@@ -91,17 +112,58 @@ def _boundary_of(request: Request) -> str:
     return boundary
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = ProblemError(413, f"the request body is larger than the {limit // (1024 * 1024)} MB limit")
+def _malformed(exc: MultipartError) -> ProblemError:
+    return ProblemError(400, f"malformed multipart body: {exc}", slug="malformed-multipart",
+                        title="Malformed multipart body")
+
+
+async def _receive(request: Request, parser: MultipartParser, limit: int) -> int:
+    """Feeds the request body to `parser` as it arrives; returns its size in bytes.
+
+    413 as soon as the body is known to exceed `limit`: from Content-Length before reading, else
+    while counting; the bytes past the limit are never parsed nor written.
+    """
+    too_large = ProblemError(413, f"the request body is larger than the {limit // MB} MB limit")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
-    body = bytearray()
+    received = 0
+    batch: list[bytes] = []
+    batched = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        received += len(chunk)
+        if received > limit:
             raise too_large
-    return bytes(body)
+        batch.append(chunk)
+        batched += len(chunk)
+        if batched >= FEED_BATCH:
+            await run_in_threadpool(parser.feed, b"".join(batch))
+            batch.clear()
+            batched = 0
+    if batch:
+        await run_in_threadpool(parser.feed, b"".join(batch))
+    return received
+
+
+async def _spool_body(request: Request, boundary: str, spool: PartSpool, limit: int) -> None:
+    """Parses the streamed body into `spool`: 400 / 413 problems for bodies that cannot be stored."""
+    try:
+        parser = MultipartParser(boundary, spool)
+        received = await _receive(request, parser, limit)
+        if not received:
+            raise ProblemError(400, "the request body is empty", slug="empty-body", title="Empty body")
+        await run_in_threadpool(parser.close)
+    except MultipartError as exc:
+        raise _malformed(exc) from None
+    except TooManyParts as exc:
+        raise ProblemError(413, str(exc), slug="too-many-parts", title="Too many parts") from None
+    except ClientDisconnect:
+        # Nobody will read this answer; it ends the request without an error traceback in the log.
+        log.info("STOW: the client disconnected before the body was complete; nothing stored")
+        raise ProblemError(400, "the client disconnected before the body was complete",
+                           slug="client-disconnected", title="Incomplete body") from None
+    if not spool.parts:
+        raise ProblemError(400, "the multipart body holds no parts", slug="empty-body", title="Empty body")
 
 
 async def _stow(request: Request, engine: Any, settings: Any, study_uid: str | None) -> JSONResponse:
@@ -111,22 +173,22 @@ async def _stow(request: Request, engine: Any, settings: Any, study_uid: str | N
         except InputRejected as exc:
             raise ProblemError(422, exc.reason, slug="invalid-uid", title="Invalid UID") from None
     boundary = _boundary_of(request)
-    body = await _read_body(request, settings.max_upload_mb * 1024 * 1024)
-    if not body:
-        raise ProblemError(400, "the request body is empty", slug="empty-body", title="Empty body")
-    try:
-        parts = parse_multipart(body, boundary)
-    except MultipartError as exc:
-        raise ProblemError(400, f"malformed multipart body: {exc}", slug="malformed-multipart",
-                           title="Malformed multipart body") from None
-    del body
-    if not parts:
-        raise ProblemError(400, "the multipart body holds no parts", slug="empty-body", title="Empty body")
+    with PartSpool(settings.data_dir / "uploads", settings.max_instances_per_request) as spool:
+        await _spool_body(request, boundary, spool, settings.max_upload_mb * MB)
+        results = await run_in_threadpool(_store_all, spool, engine, settings, study_uid)
+    return _answer(request, results)
 
-    def store_all() -> list[PartResult]:
-        return [store_part(i, p, engine, settings.dicom_dir, study_uid) for i, p in enumerate(parts)]
 
-    results = await run_in_threadpool(store_all)
+def _store_all(spool: PartSpool, engine: Any, settings: Any, study_uid: str | None) -> list[PartResult]:
+    limits = IntakeLimits.of(settings)
+    results = []
+    for i, part in enumerate(spool.parts):
+        results.append(store_part(i, part, engine, settings.dicom_dir, study_uid, limits))
+        spool.discard(part)
+    return results
+
+
+def _answer(request: Request, results: list[PartResult]) -> JSONResponse:
     stored = [r for r in results if r.stored]
     failed = [r for r in results if not r.stored]
     for r in failed:
