@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz
+.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz bench-stow-memory
 
 install: $(STAMP)
 
@@ -93,3 +93,7 @@ clean: down
 api-fuzz: install
 	@$(BIN)/python -c "import schemathesis" 2>/dev/null || $(BIN)/python -m pip install --quiet "schemathesis>=4.3,<5"
 	$(BIN)/python -m bench.security.api_fuzz
+
+# gateway RSS while one ~600 MB STOW-RS body streams to disk (bench/results/stow_memory.json)
+bench-stow-memory: install
+	$(BIN)/python -m bench.stow_memory
