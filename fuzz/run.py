@@ -35,6 +35,9 @@ FUZZ_DIR = REPO_ROOT / "fuzz"
 HARNESS = FUZZ_DIR / "fuzz_intake.py"
 DICT = FUZZ_DIR / "dicom.dict"
 ARTIFACT_PREFIXES = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
+TARGET = ("fuzz/fuzz_intake.py: what accept_instance runs before it stores (read_dataset -> "
+          "validate_dataset(decode=True) -> instance_from_dataset -> check_uid), then decode_pixels -> "
+          "preprocess for accepted inputs; see fuzz/intake_check.py")
 MAX_RESTARTS = 25  # per worker: a harness that crashes at once must not spin for ten minutes
 _STAT = re.compile(r"^stat::(\w+):\s*(\S+)", re.M)
 _PROGRESS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)", re.M)
@@ -111,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     executions = sum(w.executions for w in workers)
     crashes = [c for w in workers for c in w.crashes]
     summary = {
-        "target": "fuzz/fuzz_intake.py (libs.dicom read_dataset -> validate_dataset(decode=True) -> "
-                  "instance_from_dataset -> intake.check_uid; accepted inputs also decode_pixels -> preprocess)",
+        "target": TARGET,
         "command": "make fuzz",
         "stop_rule": {"runs": args.runs, "seconds": args.seconds},
         "stopped_by": "runs" if executions >= args.runs else "time",
