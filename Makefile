@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz bench-stow-memory
+.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz fuzz bench-stow-memory
 
 install: $(STAMP)
 
@@ -93,6 +93,15 @@ clean: down
 api-fuzz: install
 	@$(BIN)/python -c "import schemathesis" 2>/dev/null || $(BIN)/python -m pip install --quiet "schemathesis>=4.3,<5"
 	$(BIN)/python -m bench.security.api_fuzz
+
+# Fuzz the DICOM intake (docs/fuzzing.md): FUZZ_RUNS executions or FUZZ_SECONDS, whichever comes
+# first; summary in bench/results/fuzz_intake.json, crashing inputs under fuzz/artifacts/.
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 600
+FUZZ_WORKERS ?= 0
+fuzz: install
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install --quiet atheris
+	$(BIN)/python -m fuzz.run --runs $(FUZZ_RUNS) --seconds $(FUZZ_SECONDS) --workers $(FUZZ_WORKERS)
 
 # gateway RSS while one ~600 MB STOW-RS body streams to disk (bench/results/stow_memory.json)
 bench-stow-memory: install
