@@ -85,6 +85,7 @@ class PartResult:
     newly_stored: bool = False
     failure_reason: int | None = None
     reason: str | None = None
+    study_uid: str | None = None  # of a stored instance: what the audit trail names
 
 
 class TooManyParts(Exception):
@@ -218,7 +219,7 @@ def store_part(index: int, part: SpooledPart, engine: Engine, dicom_dir: Path, s
         with session_scope(engine) as session:
             accepted = accept_instance(session, part.path, dicom_dir, limits=limits)
         return PartResult(index, sop_class, accepted.instance.sop_instance_uid, True,
-                          newly_stored=accepted.newly_stored)
+                          newly_stored=accepted.newly_stored, study_uid=accepted.instance.study_uid)
     except StudyFull as exc:
         return PartResult(index, sop_class, sop_instance, False, failure_reason=FAILURE_OUT_OF_RESOURCES,
                           reason=exc.reason)

@@ -300,3 +300,11 @@ def test_including_observations_in_a_search_needs_the_observation_scope(app_clie
                  headers={"X-API-Key": only_reports}).status_code == 200
     included = c.get("/fhir/DiagnosticReport", params=params, headers=_key(c, "ehr")).json()
     assert any(e["search"]["mode"] == "include" for e in included["entry"])
+
+
+def test_a_stored_study_is_audited_with_its_uid(app_client: TestClient, make_chest_dicom) -> None:  # noqa: ANN001
+    c = app_client
+    c.headers.update(_key(c, "pacs"))
+    assert stow(c, [make_chest_dicom(study_uid="1.2.826.0.1.3680043.10.1")]).status_code == 200
+    [row] = trail.search(c.app.state.engine, trail.Query(entity_type="ImagingStudy"))
+    assert (row.entity_id, row.action, row.outcome, row.agent_type) == ("1.2.826.0.1.3680043.10.1", "C", "0", "apikey")

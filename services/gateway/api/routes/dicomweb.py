@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from libs.core.errors import InputRejected
 from libs.pipeline.intake import IntakeLimits, check_uid
-from services.gateway.api.deps import EngineDep, SettingsDep
+from services.gateway.api.deps import EngineDep, SettingsDep, audit_entity
 from services.gateway.multipart import MultipartError, MultipartParser, parse_media_type
 from services.gateway.problems import ProblemError, problem_response, problem_responses
 from services.gateway.stow import (
@@ -176,6 +176,9 @@ async def _stow(request: Request, engine: Any, settings: Any, study_uid: str | N
     with PartSpool(settings.data_dir / "uploads", settings.max_instances_per_request) as spool:
         await _spool_body(request, boundary, spool, settings.max_upload_mb * MB)
         results = await run_in_threadpool(_store_all, spool, engine, settings, study_uid)
+    studies = sorted({r.study_uid for r in results if r.stored and r.study_uid})
+    if studies:  # the audit trail names the study written (or how many, for a mixed request)
+        audit_entity(request, "ImagingStudy", studies[0] if len(studies) == 1 else f"{len(studies)} studies")
     return _answer(request, results)
 
 
