@@ -1,10 +1,13 @@
-"""Shared start-up of a step worker: logging, schema check, then Celery's worker loop."""
+"""Shared start-up of a step worker: a supervisor (services/supervisor.py) that keeps a worker process
+running, and in that process logging, schema check, then Celery's worker loop."""
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import logging
 import os
+import signal
 import sys
 
 
@@ -13,6 +16,14 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
         level=os.environ.get("CXR_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
     )
+    from libs.core.config import get_settings
+    from services import supervisor
+
+    args = argv if argv is not None else sys.argv[1:]
+    if get_settings().worker_restart and not supervisor.is_child():
+        supervisor.supervise_module(queue, f"services.{queue}", args)  # does not return
+    # `kill -USR1 <pid>` writes every thread's stack to the log: how to see where a stuck worker is.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     module = importlib.import_module(f"services.{queue}.worker")
     from libs.queue.celery_app import pipeline_context
 
@@ -53,7 +64,6 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
                 heartbeat.stop()
 
         worker_shutdown.connect(shutdown, weak=False)
-    args = argv if argv is not None else sys.argv[1:]
     module.app.worker_main(
         ["worker", "-Q", queue, "-n", f"{queue}@%h-{os.getpid()}", f"--pool={pool}",
          f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--loglevel=INFO", *args]

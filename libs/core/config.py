@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     image_size: int = Field(default=512, ge=64, le=2048, description="Model input side after resize + pad")
     # A Celery message not acknowledged within this many seconds (its worker died) is delivered again.
     visibility_timeout_s: int = Field(default=300, ge=5)
+    # A worker process that exits unexpectedly (kill -9, OOM, Celery's "Unrecoverable error" when Redis
+    # goes away mid-task) is started again by its supervisor (services/supervisor.py), backing off to 30 s.
+    worker_restart: bool = Field(default=True, description="Restart a worker process that exits unexpectedly")
     task_max_retries: int = Field(default=5, ge=0)
     task_retry_backoff_max_s: int = Field(default=120, ge=1)
     max_upload_mb: int = Field(default=512, ge=1)

@@ -4,10 +4,16 @@ Runs after the QA step has committed the report (libs/pipeline/steps.py, `_store
 for jobs whose `results_state` is `pending` (set together with the report when some PACS has
 `store_results: true`). It never raises and never touches the report: a PACS that is down delays
 nothing and loses nothing. Each request is retried with backoff (libs/dicomweb/client.py); the
-outcome goes on the job:
+outcome of each attempt goes on the job:
 
     results_state: stored (every server took it) | partial (some did) | failed (none did)
-    results: {"sr_series_uid", "sr_instance_uid", "servers": {name: {"status", "detail", "at"}}}
+                   | dead (partial or failed on attempt `results_max_attempts`: a dead letter)
+    results: {"sr_series_uid", "sr_instance_uid", "attempts", "attempted_at",
+              "servers": {name: {"status", "detail", "at"}}}
+
+A partial or failed store-back is not left so: the reconciler (libs/pipeline/reconcile.py) sets it
+back to pending and sends the job's QA message again, whose step calls this once more, until it is
+stored or out of attempts. Ops re-drive a dead one (`POST /api/v1/ops/dead-letters/{job_id}/redrive`).
 
 The SR's UIDs are derived from the job id, so a second attempt (a redelivered message after a
 worker died) sends the same instance, which a PACS keeps once; servers that already took it are
@@ -33,7 +39,8 @@ from libs.storage.models import JobRow
 
 log = logging.getLogger(__name__)
 
-PENDING, STORED, PARTIAL, FAILED = "pending", "stored", "partial", "failed"
+PENDING, STORED, PARTIAL, FAILED, DEAD = (crud.RESULTS_PENDING, crud.RESULTS_STORED, crud.RESULTS_PARTIAL,
+                                         crud.RESULTS_FAILED, crud.RESULTS_DEAD)
 
 
 def build_job_sr(job: JobRow, ctx):  # noqa: ANN001, ANN201 - PipelineContext -> ComprehensiveSR
@@ -86,8 +93,11 @@ def store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001 - PipelineCon
         return _store_results(job_id, ctx)
     except Exception:  # noqa: BLE001 - the report is committed; this must never fail the step
         log.exception("job %s: storing the report SR failed unexpectedly", job_id)
-        _record(ctx, job_id, FAILED, {"error": "unexpected error while storing the report SR; see the log"})
-        return FAILED
+        with session_scope(ctx.engine) as session:
+            job = crud.get_job(session, job_id)
+            previous = dict(job.results or {}) if job is not None else {}
+        outcome = {**previous, "error": "unexpected error while storing the report SR; see the log"}
+        return _record(ctx, job_id, FAILED, outcome)
 
 
 def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
@@ -100,14 +110,16 @@ def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
         return job.results_state
     servers = ctx.settings.result_servers
     previous: dict[str, Any] = dict((job.results or {}).get("servers") or {})
+    attempts = crud.results_attempts(job.results)
     try:
         sr = build_job_sr(job, ctx)
-    except Exception as exc:  # noqa: BLE001 - e.g. a source file gone: retrying will not help
+    except Exception as exc:  # noqa: BLE001 - e.g. a source file gone; retried like a PACS that is down
         log.warning("job %s: report SR not built: %s", job_id, exc)
-        _record(ctx, job_id, FAILED, {"error": f"the report SR could not be built: {type(exc).__name__}: {exc}"[:500]})
-        return FAILED
+        return _record(ctx, job_id, FAILED, {
+            "attempts": attempts, "servers": previous,
+            "error": f"the report SR could not be built: {type(exc).__name__}: {exc}"[:500]})
     outcome: dict[str, Any] = {"sr_series_uid": str(sr.SeriesInstanceUID),
-                               "sr_instance_uid": str(sr.SOPInstanceUID), "servers": previous}
+                               "sr_instance_uid": str(sr.SOPInstanceUID), "attempts": attempts, "servers": previous}
     for pacs in servers:
         if previous.get(pacs.name, {}).get("status") == STORED:
             continue
@@ -121,11 +133,20 @@ def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
             log.warning("job %s: report SR not stored: %s", job_id, exc.reason)
     statuses = [outcome["servers"].get(p.name, {}).get("status") for p in servers]
     state = STORED if all(s == STORED for s in statuses) else PARTIAL if STORED in statuses else FAILED
-    _record(ctx, job_id, state, outcome)
-    return state
+    return _record(ctx, job_id, state, outcome)
 
 
-def _record(ctx, job_id: str, state: str, results: dict[str, Any]) -> None:  # noqa: ANN001
+def _record(ctx, job_id: str, state: str, results: dict[str, Any]) -> str:  # noqa: ANN001
+    """Writes one attempt's outcome (only over `pending`: a concurrent attempt that recorded first wins).
+
+    `results["attempts"]` holds the attempts made before this one; an unfinished store-back on
+    attempt `results_max_attempts` becomes a dead letter instead of waiting for the reconciler.
+    """
+    attempts = crud.results_attempts(results) + 1
+    if state in (FAILED, PARTIAL) and attempts >= ctx.settings.results_max_attempts:
+        log.warning("job %s: report SR not stored after %d attempts; dead-lettered", job_id, attempts)
+        state = DEAD
+    results = {**results, "attempts": attempts, "attempted_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     with session_scope(ctx.engine) as session:
         session.execute(
             update(JobRow)
@@ -133,3 +154,4 @@ def _record(ctx, job_id: str, state: str, results: dict[str, Any]) -> None:  # n
             .values(results_state=state, results=results)
             .execution_options(synchronize_session=False)
         )
+    return state

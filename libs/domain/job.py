@@ -3,6 +3,9 @@
 received → preprocessed → inferred → formatted → reviewed, and any non-terminal state → failed.
 Each step of the pipeline owns exactly one transition; the storage layer applies it with a
 compare-and-set so a redelivered queue message can never run a step twice.
+
+One way leads out of `failed`: an operator re-driving a dead letter (retries ran out) puts the job
+back to the state it failed from (`check_redrive`); nothing else may leave a terminal state.
 """
 
 from __future__ import annotations
@@ -54,6 +57,17 @@ def check_transition(current: JobState, target: JobState) -> None:
         return
     if next_state(current) is not target:
         raise InvalidTransition(current, target)
+
+
+def check_redrive(current: JobState, target: JobState, failed_from: JobState | None) -> None:
+    """failed → the state it failed from, and only that: the re-drive of a dead letter.
+
+    Kept apart from `check_transition` on purpose, so no pipeline step can ever take this edge;
+    only the re-drive path (libs/pipeline/redrive.py via crud.redrive) calls it.
+    """
+    if current is JobState.FAILED and failed_from is not None and not failed_from.terminal and target is failed_from:
+        return
+    raise InvalidTransition(current, target)
 
 
 class Job(BaseModel):

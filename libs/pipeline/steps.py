@@ -39,6 +39,11 @@ TRANSITIONS: dict[Step, tuple[JobState, JobState, Step | None]] = {
     Step.QA: (JobState.FORMATTED, JobState.REVIEWED, None),
 }
 
+# state → the step that moves a job out of it: the message a job in that state is waiting for
+# (what the reconciler and a re-drive send). A reviewed job's QA message finishes its SR store-back.
+CONSUMER: dict[JobState, Step] = {consumes: step for step, (consumes, _, _) in TRANSITIONS.items()}
+CONSUMER[JobState.REVIEWED] = Step.QA
+
 
 def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher: Dispatcher) -> JobState | None:
     """Runs one step for one message. Returns the job's state afterwards (None: unknown job).
@@ -70,7 +75,8 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
         fields = _WORK[step](message.job_id, ctx)
     except InputRejected as exc:
         with session_scope(ctx.engine) as session:
-            crud.fail(session, message.job_id, exc.reason)
+            # Not a dead letter: the same input would be rejected again, so re-driving cannot help.
+            crud.fail(session, message.job_id, exc.reason, kind=crud.REJECTED)
         log.info("%s: job %s rejected: %s", step.value, message.job_id, exc.reason)
         return JobState.FAILED
 

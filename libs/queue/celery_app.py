@@ -6,7 +6,9 @@ Delivery guarantees (the reason for each setting):
   when the whole worker died) — steps are idempotent, so a second delivery is harmless;
 - prefetch 1: a worker holds no more messages than it is working on (no hoarding behind a slow study);
 - retries with exponential backoff for transient errors; when they run out the job is marked failed
-  with the reason (the dead-letter state lives in SQL, where the API can show it).
+  with the reason and failure_kind "exhausted": a dead letter, which lives in SQL where ops can list
+  and re-drive it (GET /api/v1/ops/dead-letters, `cxr-report jobs`);
+- a message lost altogether (Redis restarted) is sent again by the reconciler (libs/pipeline/reconcile.py).
 """
 
 from __future__ import annotations
@@ -60,6 +62,24 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
+# Publishers outside a worker (the reconciler, a re-drive from the API or the CLI) give up after about
+# a second when Redis is down instead of hanging on Celery's default publish retries: what they
+# failed to send stays visible in SQL, and the reconciler sends it on a later pass.
+SENDER_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.0, "interval_step": 0.25, "interval_max": 0.5}
+
+
+def make_sender(settings: Settings) -> Celery:
+    """A Celery app that only publishes step messages by task name (it needs no task code)."""
+    app = make_celery(settings)
+    app.conf.update(
+        task_publish_retry=True,
+        task_publish_retry_policy=SENDER_RETRY_POLICY,
+        broker_connection_timeout=2,
+        broker_connection_max_retries=1,
+    )
+    return app
+
+
 @lru_cache(maxsize=1)
 def celery_app() -> Celery:
     return make_celery()
@@ -94,7 +114,8 @@ def register_step_task(app: Celery, step: Step):  # noqa: ANN201 - celery Task
                 reason = f"{step.value} failed after {self.request.retries + 1} attempts: {exc}"
                 log.error("job %s: %s", job_id, reason)
                 with session_scope(ctx.engine) as session:
-                    crud.fail(session, job_id, reason)
+                    # A dead letter: ops can list it and re-drive it (libs/pipeline/redrive.py).
+                    crud.fail(session, job_id, reason, kind=crud.EXHAUSTED)
                 return "failed"
             delay = backoff_seconds(self.request.retries, settings.task_retry_backoff_max_s)
             log.warning("job %s: %s attempt %d failed (%s); retrying in %.1fs",

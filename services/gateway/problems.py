@@ -4,8 +4,10 @@
      "detail": <a PHI-free reason>, "instance": <request path>}
 
 served as `application/problem+json`. Routes raise `ProblemError`; the handlers below also turn
-FastAPI's validation errors, Starlette's routing errors (404/405) and our domain errors
-(`libs.core.errors`) into problems, so a client only ever has one error format to parse.
+FastAPI's validation errors, Starlette's routing errors (404/405), our domain errors
+(`libs.core.errors`) and a database that cannot be reached (503 with Retry-After: the engine's
+pre-ping reconnects once it is back, no restart needed) into problems, so a client only ever has one
+error format to parse.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libs.core.errors import BundleUnavailable, CxrError, InputRejected, NotFound
@@ -149,7 +152,40 @@ def _from_cxr_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 500, exc.reason)
 
 
+DATABASE_RETRY_AFTER_S = "5"
+
+
+def database_problem(exc: BaseException) -> ProblemError | None:
+    """The 503 for a database that cannot be reached, or None when `exc` is something else.
+
+    OperationalError (refused, timed out, server gone), InterfaceError (the connection is closed) and
+    any DBAPIError that invalidated its connection (a disconnect mid-query) are outages: retrying later
+    helps. Other DBAPIErrors (integrity, programming errors) are bugs and stay 500s. Shared with the
+    FHIR routes (routes/fhir.py), which answer the same as an OperationOutcome.
+    """
+    outage = isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
+    if not outage:
+        return None
+    return ProblemError(503, "database unavailable: the request could not be completed, retry later",
+                        slug="database-unavailable", title="Database unavailable",
+                        headers={"Retry-After": DATABASE_RETRY_AFTER_S})
+
+
+def _from_database_error(request: Request, exc: Exception) -> JSONResponse:
+    problem = database_problem(exc)
+    if problem is None:
+        return _from_unexpected(request, exc)
+    # One line, no SQL: the statement's parameters would only add ids to the log.
+    log.warning("database unavailable on %s %s (%s)", request.method, request.url.path, type(exc).__name__)
+    return _from_problem_error(request, problem)
+
+
 def _from_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Errors raised before routing (the authentication middleware reading API keys) arrive here, past
+    # the specific handlers: a database outage is still a 503, not a 500.
+    if database_problem(exc) is not None:
+        return _from_database_error(request, exc)
     # The traceback goes to the log (it holds code paths and UIDs, no patient data); the client
     # gets a generic sentence.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -161,6 +197,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _from_http_exception)
     app.add_exception_handler(RequestValidationError, _from_validation_error)
     app.add_exception_handler(CxrError, _from_cxr_error)
+    app.add_exception_handler(DBAPIError, _from_database_error)
     app.add_exception_handler(Exception, _from_unexpected)
 
 

@@ -50,7 +50,7 @@ from libs.storage.db import session_scope
 from libs.auth import scopes
 from libs.auth.principal import ANONYMOUS
 from services.gateway.api.deps import EngineDep, get_principal
-from services.gateway.problems import ProblemError
+from services.gateway.problems import ProblemError, database_problem
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ def _from_exception(request: Request, exc: Exception) -> FhirResponse:
         return outcome_response(exc.status_code, detail)
     if isinstance(exc, CxrError):
         return outcome_response(422, exc.reason)
+    if (problem := database_problem(exc)) is not None:  # an outage: 503 transient, Retry-After
+        log.warning("database unavailable on %s %s (%s)", request.method, request.url.path, type(exc).__name__)
+        return outcome_response(problem.status, problem.detail, headers=problem.headers)
     # The traceback goes to the log (code paths and UIDs, no patient data); the client gets a sentence.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return outcome_response(500, "the server failed to handle this request; see the server log")

@@ -1,0 +1,125 @@
+"""Operations: dead letters (jobs the platform gave up on although their input was fine) and
+re-driving them. The logic is shared with `cxr-report jobs` (libs/pipeline/redrive.py); docs/reliability.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from libs.domain.job import JobState
+from libs.pipeline import redrive as dead
+from libs.pipeline.dispatch import InProcessDispatcher
+from libs.pipeline.messages import Step
+from services.gateway.api.deps import EngineDep, SettingsDep
+from services.gateway.problems import ProblemError, problem_responses
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/ops", tags=["ops"])
+
+MAX_PAGE = 200
+
+
+class DeadLetterOut(BaseModel):
+    job_id: str
+    study_id: str = Field(description="The Study Instance UID")
+    kind: Literal["exhausted", "results"] = Field(
+        description="exhausted: a step's retries ran out; results: the report is reviewed but its DICOM SR "
+                    "store-back to the PACS ran out of attempts")
+    failed_step: Step = Field(description="The step that gave up (qa for a store-back)")
+    failed_from: JobState = Field(description="The state the job failed from; a re-drive puts it back there")
+    reason: str = Field(description="Why it failed, PHI-free")
+    failed_at: dt.datetime
+    attempts: int | None = Field(description="Attempts of the step (or store-back) that ran out; null if unknown")
+    requeue_count: int = Field(description="Times the reconciler or a re-drive sent the job's message again")
+    links: dict[str, str]
+
+
+class DeadLettersOut(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[DeadLetterOut]
+    next: str | None = Field(default=None, description="The next page, when there is one")
+
+
+class RedriveOut(BaseModel):
+    job_id: str
+    kind: Literal["exhausted", "results"]
+    status: JobState = Field(description="The state the job is back in")
+    step: Step = Field(description="The step whose message was sent")
+    queued: bool = Field(description="False: the queue was unreachable; the reconciler sends the message "
+                                     "once the job is stale (reconcile_stale_s)")
+    links: dict[str, str]
+
+
+def _job_link(job_id: str) -> dict[str, str]:
+    return {"job": f"/api/v1/jobs/{job_id}"}
+
+
+@router.get(
+    "/dead-letters",
+    response_model=DeadLettersOut,
+    summary="List dead letters",
+    description="Jobs whose retries ran out (`exhausted`) and reviewed reports whose SR store-back to the PACS ran "
+                "out of attempts (`results`), newest first. A rejected input is not listed: it would fail again.",
+    responses=problem_responses(422),
+    tags=["jobs"],
+)
+def list_dead_letters(
+    request: Request,
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+) -> DeadLettersOut:
+    total, letters = dead.dead_letters(engine, limit, offset)
+    items = [DeadLetterOut(job_id=d.job_id, study_id=d.study_uid, kind=d.kind, failed_step=dead.failed_step(d),
+                           failed_from=d.failed_from, reason=d.reason, failed_at=d.failed_at, attempts=d.attempts,
+                           requeue_count=d.requeue_count, links=_job_link(d.job_id))
+             for d in letters]
+    following = None
+    if offset + len(items) < total:
+        following = f"{request.url.path}?limit={limit}&offset={offset + limit}"
+    return DeadLettersOut(total=total, limit=limit, offset=offset, items=items, next=following)
+
+
+@router.post(
+    "/dead-letters/{job_id}/redrive",
+    status_code=202,
+    response_model=RedriveOut,
+    summary="Re-drive a dead letter",
+    description="Puts the job back to the state it failed from (a store-back: back to pending, with a fresh "
+                "attempt budget), records it in the job's history and sends the step's message.",
+    responses=problem_responses(404, 409, descriptions={404: "No such job", 409: "The job is not a dead letter"}),
+    tags=["jobs"],
+)
+def redrive_job(job_id: str, response: Response, engine: EngineDep, settings: SettingsDep,
+                request: Request, background: BackgroundTasks) -> RedriveOut:
+    try:
+        if settings.queue_backend.strip().lower() == "celery":
+            with dead.celery_dispatcher(settings) as dispatcher:
+                done = dead.redrive(engine, dispatcher, job_id, "the API")
+        else:  # in-process pipeline: run the rest of the job after answering
+            local = InProcessDispatcher()
+            done = dead.redrive(engine, local, job_id, "the API")
+            background.add_task(_drain, request.app.state.pipeline, local)
+    except dead.UnknownJob:
+        raise ProblemError(404, f"no job {job_id}", slug="unknown-job", title="Unknown job") from None
+    except dead.NotADeadLetter as exc:
+        raise ProblemError(409, str(exc), slug="not-a-dead-letter", title="Not a dead letter") from None
+    response.headers["Location"] = f"/api/v1/jobs/{job_id}"
+    return RedriveOut(job_id=done.job_id, kind=done.kind, status=done.state, step=done.step, queued=done.queued,
+                      links=_job_link(done.job_id))
+
+
+def _drain(ctx, dispatcher: InProcessDispatcher) -> None:  # noqa: ANN001 - PipelineContext
+    from libs.pipeline.embedded import drain
+
+    try:
+        drain(ctx, dispatcher)
+    except Exception as exc:  # noqa: BLE001 - drain stored the reason in the job
+        log.warning("re-driven job failed again in the in-process pipeline: %s", type(exc).__name__)
