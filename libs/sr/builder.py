@@ -28,6 +28,7 @@ files into the same study. Those attributes are PHI: this module never logs them
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,6 +129,23 @@ def _container(name: hd.sr.CodedConcept, items: list) -> hd.sr.ContainerContentI
     return box
 
 
+# Type 2 in the Patient and General Study modules: required, but may be empty (unknown). An image
+# that omits one (anonymised exports often do) is still a valid source; highdicom copies them
+# from the first source, so each gets an empty value in our in-memory copy, never a made-up one.
+_TYPE2_STUDY_ATTRIBUTES = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                           "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _with_type2_study_attributes(ds: Dataset) -> Dataset:
+    missing = [k for k in _TYPE2_STUDY_ATTRIBUTES if k not in ds]
+    if not missing:
+        return ds
+    filled = copy.deepcopy(ds)
+    for keyword in missing:
+        setattr(filled, keyword, "")
+    return filled
+
+
 def build_report_sr(
     report: Report,
     sources: Sequence[Dataset],
@@ -150,6 +168,7 @@ def build_report_sr(
     studies = {str(ds.StudyInstanceUID) for ds in sources}
     if len(studies) != 1:
         raise ValueError(f"the source images belong to {len(studies)} studies")
+    sources = [_with_type2_study_attributes(ds) for ds in sources]
     read_image = next((ds for ds in sources if ds.SOPInstanceUID == read_instance_uid), None)
     when = when or dt.datetime.now(dt.timezone.utc)
 

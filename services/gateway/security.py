@@ -31,7 +31,7 @@ from libs.auth.scopes import grants
 from libs.core.config import Settings
 from libs.fhir.outcome import operation_outcome
 from services.gateway.api.access import Rule, rule_for
-from services.gateway.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from services.gateway.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, database_problem
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,15 @@ def _quoted(text: str) -> str:
 
 
 async def _send_error(send: Send, path: str, status: int, detail: str, challenge: str | None,
-                      extra_headers: dict[str, str] | None = None) -> None:
+                      extra_headers: dict[str, str] | None = None, kind: tuple[str, str] | None = None) -> None:
+    """A refusal in the format of the API it is for: OperationOutcome under /fhir, else a problem
+    (`kind`: its type slug and title; by default the one of `status`)."""
     if path == FHIR_PREFIX or path.startswith(FHIR_PREFIX + "/"):
         body = operation_outcome(status, detail)
         media = "application/fhir+json"
     else:
-        slug, title = {401: ("unauthorized", "Authentication required"), 403: ("forbidden", "Insufficient scope"),
-                       503: ("audit-unavailable", "Audit trail unavailable")}[status]
+        slug, title = kind or {401: ("unauthorized", "Authentication required"), 403: ("forbidden", "Insufficient scope"),
+                               503: ("audit-unavailable", "Audit trail unavailable")}[status]
         body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail, "instance": path}
         media = PROBLEM_MEDIA_TYPE
     payload = json.dumps(body).encode()
@@ -165,6 +167,14 @@ class SecurityMiddleware:
                     challenge += f', error="{exc.error}", error_description="{_quoted(exc.reason)}"'
                 await self._audit_refusal(rule, name, params, "anonymous", "unauthenticated", source, 401, exc.reason)
                 await _send_error(send, path, 401, exc.reason, challenge)
+                return
+            except Exception as exc:  # API keys live in the database: an outage here is a 503, not a 500
+                outage = database_problem(exc)
+                if outage is None:
+                    raise
+                log.warning("database unavailable while authenticating %s (%s)", name, type(exc).__name__)
+                await _send_error(send, path, 503, outage.detail, None, outage.headers,
+                                  (outage.slug, outage.title))
                 return
             if rule.need is not None and not grants(principal.scopes, rule.need):
                 reason = f"this operation needs the scope {rule.need} (or user/{rule.need.resource}.{rule.need.permission})"

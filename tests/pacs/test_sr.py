@@ -146,3 +146,20 @@ def test_every_chexpert_observation_has_a_code_and_no_box_without_the_read_image
     items = _items(sr.ContentSequence)
     assert len([i for i in items if i.ValueType == "CODE" and _name(i) == "Finding"]) == len(labels)
     assert not [i for i in items if i.ValueType == "SCOORD"]
+
+
+def test_sources_without_type2_patient_and_study_attributes_give_an_sr_with_them_empty() -> None:
+    # Found by tests/reliability: anonymised images without PatientBirthDate made every store-back fail.
+    sources = _sources()
+    dropped = ("PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "ReferringPhysicianName")
+    for ds in sources:
+        for keyword in dropped:
+            if keyword in ds:
+                delattr(ds, keyword)
+    series_uid, sop_uid = sr_uids("job-type2")
+    sr = _roundtrip(build_report_sr(_report(sources[0].StudyInstanceUID), sources, model=MODEL,
+                                    series_instance_uid=series_uid, sop_instance_uid=sop_uid))
+    for keyword in dropped:
+        assert keyword in sr and not sr.data_element(keyword).value, keyword
+    assert sr.PatientID == sources[0].PatientID  # what the images had is kept
+    assert all("PatientBirthDate" not in ds for ds in sources)  # the callers' datasets are untouched

@@ -322,3 +322,22 @@ def small_dx(make_chest_dicom) -> Callable[[], tuple[str, bytes]]:  # noqa: ANN0
 
 def pacs_env(entry: dict) -> dict[str, str]:
     return {"CXR_PACS": json.dumps([entry])}
+
+
+def worker_pid(platform: Platform, name: str, timeout: float = 30) -> int:
+    """The pid of the worker process itself: the child of its supervisor (services/supervisor.py)."""
+    supervisor = platform.procs[name].pid
+
+    def child() -> int | None:
+        try:
+            kids = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+        except OSError:
+            return None
+        return int(kids[0]) if kids else None
+
+    return int(wait_until(child, timeout, f"the {name} worker process", platform))
+
+
+def received_count(platform: Platform, name: str) -> int:
+    """How many task deliveries the logs of `name` show so far (Celery logs each one 'received')."""
+    return sum(p.read_text(errors="replace").count("] received") for p in platform.log_dir.glob(f"{name}-*.log"))

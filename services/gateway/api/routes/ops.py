@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/ops", tags=["ops"])
 
 MAX_PAGE = 200
+MAX_OFFSET = 1_000_000_000
 
 
 class DeadLetterOut(BaseModel):
@@ -74,7 +75,8 @@ def list_dead_letters(
     request: Request,
     engine: EngineDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+    # Bounded: the database's BIGINT ends at 2**63 - 1, and no listing is that long.
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip")] = 0,
 ) -> DeadLettersOut:
     total, letters = dead.dead_letters(engine, limit, offset)
     items = [DeadLetterOut(job_id=d.job_id, study_id=d.study_uid, kind=d.kind, failed_step=dead.failed_step(d),
