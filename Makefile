@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa reconciler
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz fuzz bench-stow-memory
+.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz fuzz bench-stow-memory load chaos
 
 install: $(STAMP)
 
@@ -90,6 +90,16 @@ clean: down
 	rm -rf var .pytest_cache
 
 # schemathesis against a live gateway's OpenAPI document, with and without credentials (docs/reliability.md)
+# Reliability figures (docs/reliability.md), each on a private Redis and PostgreSQL database:
+# 50 clients for 2 minutes against the real model; 200 studies with 20 worker kills and 2 Redis restarts.
+LOAD_ARGS ?= --clients 50 --seconds 120
+CHAOS_ARGS ?= --studies 200 --kills 20 --redis-restarts 2
+load: install services-check
+	$(BIN)/python -m bench.reliability.load $(LOAD_ARGS)
+
+chaos: install services-check
+	$(BIN)/python -m bench.reliability.chaos $(CHAOS_ARGS)
+
 api-fuzz: install
 	@$(BIN)/python -c "import schemathesis" 2>/dev/null || $(BIN)/python -m pip install --quiet "schemathesis>=4.3,<5"
 	$(BIN)/python -m bench.security.api_fuzz

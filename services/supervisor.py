@@ -11,7 +11,8 @@ child, in a session of its own, and dies with it (PR_SET_PDEATHSIG), so a `kill 
 supervisor leaves no orphan. SIGTERM/SIGINT are forwarded once and end supervision: a worker told
 to stop is not restarted. Any other exit is restarted, status 0 included: Celery exits 0 after that
 "Unrecoverable error" (measured: tests/reliability). Restarts back off
-1, 2, 4 ... 30 s, reset once a worker has run for a minute.
+1, 2, 4 ... 30 s while the worker keeps dying within 10 s of its start (a crash loop: bad settings,
+a broken bundle); one that ran longer is started again after 1 s.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ log = logging.getLogger("services.supervisor")
 
 CHILD_ENV = "CXR_SUPERVISED_CHILD"  # set in the worker's environment: it runs the worker itself
 MAX_DELAY_S = 30.0
-HEALTHY_AFTER_S = 60.0
+HEALTHY_AFTER_S = 10.0  # a worker that ran this long had started fine: its death is no crash loop
 _PR_SET_PDEATHSIG = 1
 
 
