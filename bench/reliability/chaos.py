@@ -259,6 +259,10 @@ async def run_chaos(stack: Stack, args: argparse.Namespace, deadline: float) -> 
         "kills_by_service": {s: sum(1 for e in events_done if e.get("service") == s) for s in SERVICES},
         "redis_restarts_done": sum(1 for e in events_done if e["action"].startswith("redis")),
         "processes_exited_on_their_own": self_exits,
+        # Each worker's supervisor logs every restart: the 20 kills, plus any death that was not ours
+        # (Celery's "Unrecoverable error" after a Redis restart, docs/reliability.md).
+        "worker_restarts_by_supervisors": sum(p.read_text(errors="replace").count("; starting it again")
+                                              for p in stack.log_dir.glob("*.log")),
         "requests": summarize_requests(rec.samples, drained_at),
         "studies": {"planned": args.studies, "requested": len(requested), "not_requested": not_requested,
                     "reports_received": len(reports),

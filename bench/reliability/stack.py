@@ -56,6 +56,24 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+def wait_for_redis(port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
+    """True once a redis-server on 127.0.0.1:`port` answers PING; False after `timeout_s` or when
+    `proc` (the server) has exited. Also used by tests/reliability."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 def install_signal_handlers() -> None:
     """SIGTERM (and SIGHUP) raise SystemExit in the main thread, so `finally`/`__exit__` stop the stack
     exactly as Ctrl-C (KeyboardInterrupt) does."""
@@ -322,19 +340,10 @@ class Stack:
         finally:
             out.close()
         self.redis_starts += 1
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        if not wait_for_redis(self.redis_port, 15, self.redis):
             if self.redis.poll() is not None:
                 raise StackError(f"redis-server exited with {self.redis.returncode}; see {self.log_dir}/redis-{n}.log")
-            try:
-                with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise StackError("redis-server did not answer PING within 15 s")
+            raise StackError("redis-server did not answer PING within 15 s")
 
     def kill_redis(self) -> None:
         if self.redis is not None and self.redis.poll() is None:

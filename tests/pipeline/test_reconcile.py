@@ -100,3 +100,38 @@ def test_without_a_pacs_taking_results_store_backs_are_left_alone(
         s.execute(update(JobRow).where(JobRow.id == job_id).values(state="reviewed", results_state="failed"))
     time.sleep(STALE_S + 0.1)
     assert reconcile.reconcile_once(ctx, InProcessDispatcher()) == []
+
+
+def test_cli_redrives_a_dead_letter_in_the_embedded_pipeline_to_its_report(
+        tmp_path: Path, small_bundle: Path, chest_pa: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    from libs.cli import main
+    from libs.core.config import get_settings
+    from libs.pipeline.steps import run_step
+    from libs.pipeline.messages import StepMessage
+
+    ctx = _ctx(tmp_path, small_bundle)
+    job_id = _job(ctx, chest_pa)
+    run_step(Step.INGESTION, StepMessage(job_id=job_id), ctx, InProcessDispatcher())
+    with session_scope(ctx.engine) as s:  # what celery_app records when inference's retries run out
+        crud.fail(s, job_id, "inference failed after 6 attempts: the model bundle is unavailable", kind=crud.EXHAUSTED)
+    for key, value in {"DATABASE_URL": ctx.settings.database_url, "CXR_QUEUE_BACKEND": "inprocess",
+                       "CXR_DATA_DIR": str(ctx.settings.data_dir), "CXR_BUNDLE_PATH": str(small_bundle)}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        assert main(["jobs", "dead-letters"]) == 0
+        listed = capsys.readouterr().out
+        assert job_id in listed and "inference" in listed and "failed after 6 attempts" in listed
+        assert main(["jobs", "redrive", job_id]) == 0
+        assert "back in preprocessed, inference message sent" in capsys.readouterr().out
+        assert _row(ctx, job_id).state == "reviewed"  # drained in this process
+        assert main(["jobs", "redrive", job_id]) == 1
+        assert "not a dead letter" in capsys.readouterr().err
+        assert main(["jobs", "dead-letters"]) == 0 and "no dead letters" in capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
+    from sqlalchemy import text
+
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT agent_type, entity_id, operation FROM audit_events")).all()
+    assert [tuple(r) for r in rows] == [("cli", job_id, "jobs redrive")]

@@ -25,6 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from bench.reliability.stack import wait_for_redis
 from tests.integration.conftest import (  # noqa: F401 - fixtures, re-exported for this folder
     REPO,
     Platform,
@@ -63,16 +64,8 @@ class RedisServer:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"redis-server did not start on port {self.port}")
+        if not wait_for_redis(self.port, 10, self.proc):
+            raise AssertionError(f"redis-server did not start on port {self.port}")
 
     def kill(self) -> None:
         if self.proc is not None:
