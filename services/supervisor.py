@@ -66,6 +66,8 @@ def supervise(name: str, command: list[str], max_delay_s: float = MAX_DELAY_S,
         child = subprocess.Popen(command, env={**os.environ, CHILD_ENV: "1"}, start_new_session=True,
                                  preexec_fn=_die_with_parent)
         log.info("%s worker started (pid %d)", name, child.pid)
+        if stop.is_set():  # the signal came between the last wait and this start: pass it on
+            child.terminate()
         rc = child.wait()
         if stop.is_set():
             log.info("%s worker (pid %d) stopped (status %d)", name, child.pid, rc)
