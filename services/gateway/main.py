@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
 from libs.core.config import Settings, get_settings
+from libs.observability.http import HttpMetricsMiddleware
 from libs.pipeline.context import PipelineContext
 from libs.storage.db import get_engine, upgrade_schema
 from services.gateway.api.access import missing_rules, rule_for
@@ -23,7 +24,8 @@ from services.gateway.api.main import api_router
 from services.gateway.api.routes.fhir import router as fhir_router
 from services.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
 from services.gateway.publish import make_publisher
-from services.gateway.security import Authenticator, SecurityMiddleware, leaf_routes
+from services.gateway.routing import leaf_routes, route_template
+from services.gateway.security import Authenticator, SecurityMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if missing:  # a route without an access rule would be served to anyone: refuse to start
         raise RuntimeError(f"routes without an access rule in services/gateway/api/access.py: {', '.join(missing)}")
     app.add_middleware(SecurityMiddleware, settings=settings, engine=engine, authenticator=authenticator)
+    # Added last = outermost: it times and counts every answer, the security middleware's refusals too.
+    app.add_middleware(HttpMetricsMiddleware, route_of=route_template)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

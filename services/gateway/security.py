@@ -21,7 +21,6 @@ from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import Engine
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.audit.trail import AuditRecord, append, outcome_for_status
@@ -31,6 +30,7 @@ from libs.auth.scopes import grants
 from libs.core.config import Settings
 from libs.fhir.outcome import operation_outcome
 from services.gateway.api.access import Rule, rule_for
+from services.gateway.routing import match_route
 from services.gateway.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, database_problem
 
 log = logging.getLogger(__name__)
@@ -74,33 +74,10 @@ class Authenticator:
                                    "or an API key (X-API-Key: ...)", error=None)
 
 
-def leaf_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
-    """The app's endpoints in routing order. FastAPI (0.16x) keeps included routers as nodes; their
-    routes carry full paths (routers here are included without an extra prefix), so each leaf
-    matches a request on its own."""
-    out: list[BaseRoute] = []
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            prefix = getattr(getattr(route, "include_context", None), "prefix", "")
-            if prefix:  # would make leaf paths differ from request paths: refuse loudly
-                raise RuntimeError(f"routers must be included without a prefix (found {prefix!r})")
-            out.extend(leaf_routes(inner.routes))
-        else:
-            out.append(route)
-    return out
-
-
 def _match(scope: Scope) -> tuple[str | None, dict[str, Any]]:
-    """The name and path parameters of the route the router will pick (a method mismatch counts)."""
-    partial: tuple[str | None, dict[str, Any]] | None = None
-    for route in leaf_routes(scope["app"].router.routes):
-        match, child = route.matches(scope)
-        if match is Match.FULL:
-            return getattr(route, "name", None), child.get("path_params", {})
-        if match is Match.PARTIAL and partial is None:
-            partial = (getattr(route, "name", None), child.get("path_params", {}))
-    return partial or (None, {})
+    """The name and path parameters of the route the router will pick."""
+    route, params = match_route(scope)
+    return getattr(route, "name", None), params
 
 
 def _headers(scope: Scope) -> dict[str, str]:

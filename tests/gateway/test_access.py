@@ -22,7 +22,7 @@ from libs.auth import apikeys
 from libs.core.config import Settings
 from services.gateway import create_app
 from services.gateway.api.access import RULES
-from services.gateway.security import leaf_routes
+from services.gateway.routing import leaf_routes
 
 ISSUER = "https://issuer.test/realms/hospital"
 AUDIENCE = "cxr-gateway"
