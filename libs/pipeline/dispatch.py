@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from typing import Protocol
 
 from libs.pipeline.messages import Step, StepMessage
@@ -12,6 +13,7 @@ log = logging.getLogger(__name__)
 
 # Redis transport: 0 is served first. STAT studies jump the routine backlog on every queue.
 PRIORITY = {"stat": 0, "routine": 6}
+SENT_AT_HEADER = "cxr_sent_at"  # epoch seconds, on every step message
 
 
 class Dispatcher(Protocol):
@@ -46,5 +48,8 @@ class CeleryDispatcher:
             kwargs=message.model_dump(mode="json"),
             queue=step.value,
             priority=PRIORITY.get(message.priority, PRIORITY["routine"]),
+            # When it was queued: the age of the oldest waiting message is a metric
+            # (libs/observability/pipeline.py); a time, no patient data.
+            headers={SENT_AT_HEADER: f"{time.time():.3f}"},
         )
         log.info("queued job %s for %s", message.job_id, step.value)

@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 
 from libs.core.config import Settings, get_settings
 from libs.observability.http import HttpMetricsMiddleware
+from libs.observability.pipeline import pipeline_registry
 from libs.pipeline.context import PipelineContext
 from libs.storage.db import get_engine, upgrade_schema
 from services.gateway.api.access import missing_rules, rule_for
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.pipeline = ctx
     app.state.publisher = publisher
+    celery = settings.queue_backend.strip().lower() == "celery"
+    app.state.pipeline_registry = pipeline_registry(engine, settings.redis_url if celery else None)
     install_problem_handlers(app)
     app.include_router(api_router)
     app.include_router(fhir_router)  # /fhir: FHIR R4 read access; its errors are OperationOutcomes

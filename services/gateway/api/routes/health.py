@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -119,9 +119,11 @@ async def _inference_board(settings: Settings) -> list[InferenceWorkerOut]:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
-    """Prometheus exposition of this process (in-process mode: the whole pipeline's inference runtime)."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request) -> Response:
+    """Prometheus exposition of this process (in-process mode: the whole pipeline's inference runtime)
+    and of the pipeline's shared state: jobs, dead letters, queues (libs/observability/pipeline.py)."""
+    body = generate_latest() + generate_latest(request.app.state.pipeline_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(

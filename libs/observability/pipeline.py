@@ -1,0 +1,121 @@
+"""Pipeline metrics read from the shared state at scrape time: jobs by state and dead letters (SQL),
+messages waiting and the age of the oldest one per step queue (Redis).
+
+Collected by the gateway only, in a registry of its own (`pipeline_registry`): every worker would
+report the same numbers, and summing them across processes would multiply them. A source that
+cannot be read leaves its series out and sets `cxr_pipeline_source_up{source=...}` to 0, so a dead
+database shows as that, not as "zero jobs". Labels: states and queue names only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+
+from libs.domain.job import JobState
+from libs.pipeline.dispatch import SENT_AT_HEADER
+from libs.pipeline.messages import Step
+
+log = logging.getLogger(__name__)
+
+# kombu's Redis transport keeps priority p of queue q in the list "q\x06\x16p" (p = 1..9; p = 0 is "q"
+# itself, libs/queue/celery_app.py priority_steps 0-9) and pushes on the left: the oldest is at -1.
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = range(10)
+
+
+def queue_keys(queue: str) -> list[str]:
+    return [queue if p == 0 else f"{queue}{PRIORITY_SEPARATOR}{p}" for p in PRIORITY_STEPS]
+
+
+def _sent_at(raw: bytes | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw).get("headers", {}).get(SENT_AT_HEADER)
+        return float(value) if value is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None  # a message from before this header existed, or not ours
+
+
+class PipelineCollector(Collector):
+    def __init__(self, engine: Engine, redis_url: str | None) -> None:
+        self.engine = engine
+        self.redis_url = redis_url  # None: the in-process queue, nothing to read
+        self._redis = None
+
+    def _client(self):  # noqa: ANN202 - redis.Redis
+        if self._redis is None:
+            import redis
+
+            self._redis = redis.Redis.from_url(self.redis_url, socket_connect_timeout=1, socket_timeout=2)
+        return self._redis
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("cxr_pipeline_source_up", "1 when the pipeline metrics could read this source",
+                               labels=["source"])
+        yield from self._database(up)
+        if self.redis_url is not None:
+            yield from self._queues(up)
+        yield up
+
+    def _database(self, up: GaugeMetricFamily) -> Iterator[GaugeMetricFamily]:
+        from libs.storage import crud
+        from libs.storage.db import session_scope
+        from libs.storage.models import JobRow
+
+        try:
+            with session_scope(self.engine) as session:
+                counts = dict(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
+                dead = crud.count_dead_letters(session)
+        except Exception as exc:  # noqa: BLE001 - reported as source down
+            log.warning("pipeline metrics: database unreadable (%s)", type(exc).__name__)
+            up.add_metric(["database"], 0)
+            return
+        up.add_metric(["database"], 1)
+        jobs = GaugeMetricFamily("cxr_jobs", "Jobs by state (terminal states included)", labels=["state"])
+        for state in JobState:
+            jobs.add_metric([state.value], counts.get(state.value, 0))
+        yield jobs
+        yield GaugeMetricFamily("cxr_dead_letters", "Jobs given up on although their input was fine "
+                                "(retries or SR store-back attempts ran out), waiting for ops", value=dead)
+
+    def _queues(self, up: GaugeMetricFamily) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("cxr_queue_messages", "Messages waiting in a step's queue", labels=["queue"])
+        age = GaugeMetricFamily("cxr_queue_oldest_message_age_seconds",
+                                "Age of the oldest waiting message of a step's queue (0 when empty)", labels=["queue"])
+        now = time.time()
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            for step in Step:
+                for key in queue_keys(step.value):
+                    pipe.llen(key)
+                    pipe.lindex(key, -1)
+            replies = pipe.execute()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("pipeline metrics: Redis unreadable (%s)", type(exc).__name__)
+            up.add_metric(["redis"], 0)
+            return
+        up.add_metric(["redis"], 1)
+        per_queue = len(PRIORITY_STEPS) * 2
+        for i, step in enumerate(Step):
+            mine = replies[i * per_queue:(i + 1) * per_queue]
+            lengths, oldest = mine[0::2], [_sent_at(raw) for raw in mine[1::2]]
+            stamps = [t for t in oldest if t is not None]
+            depth.add_metric([step.value], sum(int(n or 0) for n in lengths))
+            age.add_metric([step.value], max(0.0, now - min(stamps)) if stamps else 0.0)
+        yield depth
+        yield age
+
+
+def pipeline_registry(engine: Engine, redis_url: str | None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PipelineCollector(engine, redis_url))
+    return registry
