@@ -1,4 +1,4 @@
-"""Prometheus metrics of the inference runtime.
+"""Prometheus metrics of the processes that run the pipeline: the inference runtime and the steps.
 
 Every process registers these in prometheus_client's default registry: the gateway serves them at
 `/metrics`, a worker on `CXR_METRICS_PORT` when that is set (one port per worker process). Labels
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,22 @@ QUEUE_WAIT_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 PENDING = Gauge("cxr_inference_pending", "Studies waiting in the batcher")
+
+# ---- the pipeline's steps, in the process that runs them (a worker, or the gateway in-process)
+# Buckets resolve P50/P95/P99 from 0.1 s to 60 s (the design's latency targets sit in between).
+STEP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0)
+STEP_SECONDS = Histogram(
+    "cxr_step_duration_seconds", "Time one step spent on one job, by step and outcome "
+    "(done, rejected: the input was refused, error: raised and will be retried, duplicate: another delivery won)",
+    ["step", "outcome"], buckets=STEP_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "cxr_job_end_to_end_seconds", "Time from a job's creation to its reviewed report, by priority",
+    ["priority"], buckets=STEP_BUCKETS,
+)
+STEP_RETRIES = Counter("cxr_step_retries", "Step attempts that failed and were scheduled again", ["step"])
+STEP_EXHAUSTED = Counter("cxr_step_exhausted", "Jobs failed because a step ran out of retries (dead letters)",
+                         ["step"])
 
 
 def record_providers(model_name: str, model_version: str, providers: list[str]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from libs.core.errors import InputRejected
+from libs.observability.metrics import END_TO_END_SECONDS, STEP_SECONDS
 from libs.domain.job import JobState
 from libs.domain.model_output import ModelOutput
 from libs.domain.report import Report
@@ -71,6 +72,7 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
 
     if ctx.settings.step_delay_s:
         time.sleep(ctx.settings.step_delay_s)  # fault-injection hook for tests; 0 in production
+    started = time.perf_counter()
     try:
         fields = _WORK[step](message.job_id, ctx)
     except InputRejected as exc:
@@ -78,14 +80,24 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
             # Not a dead letter: the same input would be rejected again, so re-driving cannot help.
             crud.fail(session, message.job_id, exc.reason, kind=crud.REJECTED)
         log.info("%s: job %s rejected: %s", step.value, message.job_id, exc.reason)
+        STEP_SECONDS.labels(step.value, "rejected").observe(time.perf_counter() - started)
         return JobState.FAILED
+    except Exception:
+        STEP_SECONDS.labels(step.value, "error").observe(time.perf_counter() - started)
+        raise
 
     with session_scope(ctx.engine) as session:
         won = crud.advance(session, message.job_id, consumes, produces, **fields)
+        created_at = crud.created_at(session, message.job_id) if won and following is None else None
     if not won:
+        STEP_SECONDS.labels(step.value, "duplicate").observe(time.perf_counter() - started)
         log.info("%s: job %s was completed by another delivery; result discarded", step.value, message.job_id)
         with session_scope(ctx.engine) as session:
             return crud.current_state(session, message.job_id)
+    STEP_SECONDS.labels(step.value, "done").observe(time.perf_counter() - started)
+    if created_at is not None:  # the last step: the job's whole time, queues and retries included
+        age = dt.datetime.now(dt.timezone.utc) - created_at
+        END_TO_END_SECONDS.labels(message.priority).observe(max(0.0, age.total_seconds()))
     if following is not None:
         dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
                                                image_path=fields.get("image_path", message.image_path)))

@@ -20,6 +20,7 @@ from functools import lru_cache
 from celery import Celery
 
 from libs.core.config import Settings, get_settings
+from libs.observability.metrics import STEP_EXHAUSTED, STEP_RETRIES
 from libs.pipeline.context import PipelineContext
 from libs.pipeline.dispatch import CeleryDispatcher
 from libs.pipeline.messages import Step, StepMessage
@@ -116,10 +117,12 @@ def register_step_task(app: Celery, step: Step):  # noqa: ANN201 - celery Task
                 with session_scope(ctx.engine) as session:
                     # A dead letter: ops can list it and re-drive it (libs/pipeline/redrive.py).
                     crud.fail(session, job_id, reason, kind=crud.EXHAUSTED)
+                STEP_EXHAUSTED.labels(step.value).inc()
                 return "failed"
             delay = backoff_seconds(self.request.retries, settings.task_retry_backoff_max_s)
             log.warning("job %s: %s attempt %d failed (%s); retrying in %.1fs",
                         job_id, step.value, self.request.retries + 1, exc, delay)
+            STEP_RETRIES.labels(step.value).inc()
             raise self.retry(exc=exc, countdown=delay) from exc
         return state.value if state else None
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from libs.core.config import Settings
 from libs.domain.job import JobState
@@ -51,11 +52,15 @@ def test_transient_failure_is_retried_then_the_job_fails_with_the_reason(eager_a
         return original(*args, **kwargs)
 
     queue.run_step = counting
+    retries = REGISTRY.get_sample_value("cxr_step_retries_total", {"step": "inference"}) or 0.0
+    exhausted = REGISTRY.get_sample_value("cxr_step_exhausted_total", {"step": "inference"}) or 0.0
     try:
         task.apply(kwargs={"job_id": job_id})
     finally:
         queue.run_step = original
     assert len(calls) == 3  # first attempt + 2 retries
+    assert REGISTRY.get_sample_value("cxr_step_retries_total", {"step": "inference"}) == retries + 2
+    assert REGISTRY.get_sample_value("cxr_step_exhausted_total", {"step": "inference"}) == exhausted + 1
     with session_scope(ctx.engine) as s:
         job = crud.get_job(s, job_id)
         assert job.state == "failed"
