@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 
 def run_worker(queue: str, argv: list[str] | None = None) -> None:
@@ -36,9 +37,14 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
     from libs.observability.metrics import serve_metrics
 
     serve_metrics(ctx.settings.metrics_port)
+    from celery.signals import worker_ready, worker_shutdown
+
+    from libs.observability.runtime_status import Heartbeat, WorkerBeat, worker_name
+
+    status = None  # an inference worker's runtime (bundle, providers, batching), listed by /readyz
+    able = True  # False: this worker cannot do its step, so it does not say it is alive
     if queue == "inference":
         # Load the bundle now: a missing or broken bundle is reported at start, not on the first study.
-        heartbeat = None
         try:
             runner = ctx.runner
             log.info("bundle %s %s loaded with providers %s", runner.manifest.name, runner.manifest.version,
@@ -50,20 +56,24 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
                 pool, concurrency = "threads", str(size)
                 ctx.batcher  # noqa: B018 - start the batching thread before taking work
                 log.info("dynamic batching: max batch %d, max queue delay %.0f ms", size, delay)
-            # /readyz lists the running inference workers with their providers (libs.observability.runtime_status)
-            from libs.observability.runtime_status import Heartbeat
-
-            heartbeat = Heartbeat(ctx.settings.redis_url, ctx.runtime_status()).start()
-        except Exception as exc:  # noqa: BLE001 - keep running: its tasks retry; the gateway's /readyz shows the bundle
+            status = ctx.runtime_status()
+        except Exception as exc:  # noqa: BLE001 - keep running: its tasks retry; /readyz shows no live inference worker
             log.error("model bundle unavailable: %s", exc)
-        from celery.signals import worker_shutdown
+            able = False
+    # Every step worker that can work says so once Celery consumes (/readyz lists them and is not
+    # ready while a step has none); a dead one drops off within TTL_S, a stopped one at once.
+    heartbeat = Heartbeat(ctx.settings.redis_url, status, beat=WorkerBeat(queue, worker_name(), time.time()))
 
-        def shutdown(**_) -> None:  # noqa: ANN003
-            ctx.close()
-            if heartbeat is not None:
-                heartbeat.stop()
+    def ready(**_) -> None:  # noqa: ANN003
+        if able:
+            heartbeat.start()
 
-        worker_shutdown.connect(shutdown, weak=False)
+    def shutdown(**_) -> None:  # noqa: ANN003
+        heartbeat.stop()
+        ctx.close()
+
+    worker_ready.connect(ready, weak=False)
+    worker_shutdown.connect(shutdown, weak=False)
     module.app.worker_main(
         ["worker", "-Q", queue, "-n", f"{queue}@%h-{os.getpid()}", f"--pool={pool}",
          f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--loglevel=INFO", *args]

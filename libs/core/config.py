@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # A worker process that exits unexpectedly (kill -9, OOM, Celery's "Unrecoverable error" when Redis
     # goes away mid-task) is started again by its supervisor (services/supervisor.py), backing off to 30 s.
     worker_restart: bool = Field(default=True, description="Restart a worker process that exits unexpectedly")
+    # /readyz is 503 while some step has no live worker (heartbeats in Redis): what the gateway accepted
+    # then would wait unreported. False: the workers are listed but do not decide readiness.
+    ready_requires_workers: bool = Field(default=True, description="Readiness needs a live worker per step")
     task_max_retries: int = Field(default=5, ge=0)
     task_retry_backoff_max_s: int = Field(default=120, ge=1)
     max_upload_mb: int = Field(default=512, ge=1)

@@ -112,8 +112,11 @@ class ReadyOut(BaseModel):
     checks: dict[str, str] = Field(description="check → 'ok' or the reason it failed")
     inference: list[InferenceWorkerOut] = Field(
         default_factory=list,
-        description="Inference workers seen in the last minute, with their bundle and execution providers "
-                    "(informational: the gateway accepts work while none runs; it waits in the queue)")
+        description="Inference workers seen in the last 30 s, with their bundle and execution providers")
+    workers: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Live step workers by step (heartbeats of the last 30 s; Celery backend only). With "
+                    "CXR_READY_REQUIRES_WORKERS (default) the check `workers` fails while a step has none")
 
 
 def links_for(study_id: str, job_id: str) -> Links:

@@ -58,12 +58,39 @@ def test_readyz_with_redis_down(make_settings) -> None:  # noqa: ANN001
         assert checks["redis"].startswith("redis unreachable")
 
 
-def test_readyz_with_redis_up(make_settings) -> None:  # noqa: ANN001
-    with TestClient(create_app(make_settings(queue_backend="celery"))) as c:
-        authorize(c)
-        r = c.get("/readyz")
-        assert r.status_code == 200, r.text
-        assert r.json()["checks"] == {"database": "ok", "redis": "ok", "bundle": "ok"}
+def test_readyz_is_ready_once_every_step_has_a_live_worker(make_settings, redis_url: str) -> None:  # noqa: ANN001
+    from libs.observability.runtime_status import Heartbeat, WorkerBeat
+
+    settings = make_settings(queue_backend="celery", redis_url=redis_url)
+    beats = []
+    try:
+        with TestClient(create_app(settings)) as c:
+            r = c.get("/readyz")
+            assert r.status_code == 503, r.text
+            assert r.json()["checks"] == {"database": "ok", "redis": "ok", "bundle": "ok",
+                                          "workers": "no live worker for: ingestion, inference, formatting, qa"}
+            for step in ("ingestion", "inference", "formatting"):
+                beats.append(Heartbeat(redis_url, beat=WorkerBeat(step, f"{step}-w1", time.time())).start())
+            time.sleep(0.3)
+            r = c.get("/readyz")
+            assert r.status_code == 503 and r.json()["checks"]["workers"] == "no live worker for: qa"
+            beats.append(Heartbeat(redis_url, beat=WorkerBeat("qa", "qa-w1", time.time())).start())
+            time.sleep(0.3)
+            r = c.get("/readyz")
+            assert r.status_code == 200, r.text
+            assert r.json()["workers"] == {s: [f"{s}-w1"] for s in ("ingestion", "inference", "formatting", "qa")}
+            beats.pop().stop()  # a worker that stops leaves the board at once
+            r = c.get("/readyz")
+            assert r.status_code == 503 and r.json()["workers"]["qa"] == []
+        # Listed but not deciding: for deployments whose gateway must accept while workers are away
+        with TestClient(create_app(make_settings(queue_backend="celery", redis_url=redis_url,
+                                                 ready_requires_workers=False))) as c:
+            r = c.get("/readyz")
+            assert r.status_code == 200 and "workers" not in r.json()["checks"]
+            assert r.json()["workers"]["qa"] == [] and r.json()["workers"]["ingestion"] == ["ingestion-w1"]
+    finally:
+        for beat in beats:
+            beat.stop()
 
 
 def test_readyz_with_database_down(make_settings) -> None:  # noqa: ANN001

@@ -94,6 +94,33 @@ async def run_checks(settings: Settings, engine) -> dict[str, str]:  # noqa: ANN
     return dict(zip(names, await asyncio.gather(*calls)))
 
 
+def _step_workers(settings: Settings) -> dict[str, list[str]]:
+    from libs.observability import runtime_status
+    from libs.pipeline.messages import Step
+
+    client = _redis_client(settings)
+    try:
+        board = runtime_status.read_workers(client)
+    finally:
+        client.close()
+    return {step.value: sorted(b.worker for b in board.get(step.value, [])) for step in Step}
+
+
+def _workers_check(workers: dict[str, list[str]] | None) -> str:
+    if workers is None:
+        return "worker heartbeats unreadable (see the redis check)"
+    missing = [step for step, names in workers.items() if not names]
+    return "ok" if not missing else f"no live worker for: {', '.join(missing)}"
+
+
+async def _worker_board(settings: Settings) -> dict[str, list[str]] | None:
+    try:
+        return await asyncio.wait_for(run_in_threadpool(_step_workers, settings), CHECK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - Redis down or slow: the redis check says why
+        log.warning("step workers not listed: %s", _one_line(exc))
+        return None
+
+
 def _inference_workers(settings: Settings) -> list[InferenceWorkerOut]:
     from dataclasses import asdict
 
@@ -131,16 +158,26 @@ def metrics(request: Request) -> Response:
     response_model=ReadyOut,
     summary="Readiness: database, queue and model bundle",
     description=(
-        "200 when the database is reachable and migrated, Redis answers PING (Celery backend only) and "
-        "the model bundle's manifest is valid; otherwise 503 with each failing check's reason. "
-        "`inference` lists the inference workers seen in the last minute with their execution providers."
+        "200 when the database is reachable and migrated, Redis answers PING (Celery backend only), "
+        "the model bundle's manifest is valid and (Celery backend) every step has a live worker; otherwise "
+        "503 with each failing check's reason. `workers` lists the live step workers, `inference` the "
+        "inference workers with their execution providers."
     ),
     responses={503: {"model": ReadyOut, "description": "At least one check failed"}},
 )
 async def readyz(response: Response, settings: SettingsDep, engine: EngineDep) -> ReadyOut:
-    checks, workers = await asyncio.gather(run_checks(settings, engine), _inference_board(settings))
+    celery = settings.queue_backend.strip().lower() == "celery"
+
+    async def no_board() -> None:
+        return None
+
+    checks, inference, steps = await asyncio.gather(
+        run_checks(settings, engine), _inference_board(settings), _worker_board(settings) if celery else no_board())
+    if celery and settings.ready_requires_workers:
+        checks["workers"] = _workers_check(steps)
     ready = all(v == "ok" for v in checks.values())
     if not ready:
         response.status_code = 503
         log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
-    return ReadyOut(status="ready" if ready else "not ready", checks=checks, inference=workers)
+    return ReadyOut(status="ready" if ready else "not ready", checks=checks, inference=inference,
+                    workers=steps or {})
