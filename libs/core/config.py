@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     worker_restart: bool = Field(default=True, description="Restart a worker process that exits unexpectedly")
     # /readyz is 503 while some step has no live worker (heartbeats in Redis): what the gateway accepted
     # then would wait unreported. False: the workers are listed but do not decide readiness.
+    feedback_window_days: float = Field(default=30.0, gt=0, le=3650,
+                                        description="Rolling window of the feedback quality metrics")
     ready_requires_workers: bool = Field(default=True, description="Readiness needs a live worker per step")
     task_max_retries: int = Field(default=5, ge=0)
     task_retry_backoff_max_s: int = Field(default=120, ge=1)

@@ -1,10 +1,12 @@
-"""Pipeline metrics read from the shared state at scrape time: jobs by state and dead letters (SQL),
+"""Pipeline metrics read from the shared state at scrape time: jobs by state, dead letters and what
+radiologists' feedback says about the model over a rolling window (SQL; libs/feedback/quality.py),
 messages waiting and the age of the oldest one per step queue (Redis).
 
 Collected by the gateway only, in a registry of its own (`pipeline_registry`): every worker would
 report the same numbers, and summing them across processes would multiply them. A source that
 cannot be read leaves its series out and sets `cxr_pipeline_source_up{source=...}` to 0, so a dead
-database shows as that, not as "zero jobs". Labels: states and queue names only.
+database shows as that, not as "zero jobs". Labels: states, queue names, decisions, observations and
+outcomes only.
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ def _sent_at(raw: bytes | None) -> float | None:
 
 
 class PipelineCollector(Collector):
-    def __init__(self, engine: Engine, redis_url: str | None) -> None:
+    def __init__(self, engine: Engine, redis_url: str | None, feedback_window_days: float = 30.0) -> None:
         self.engine = engine
         self.redis_url = redis_url  # None: the in-process queue, nothing to read
+        self.window_days = feedback_window_days
         self._redis = None
 
     def _client(self):  # noqa: ANN202 - redis.Redis
@@ -86,6 +89,55 @@ class PipelineCollector(Collector):
         yield jobs
         yield GaugeMetricFamily("cxr_dead_letters", "Jobs given up on although their input was fine "
                                 "(retries or SR store-back attempts ran out), waiting for ops", value=dead)
+        yield from self._feedback()
+
+    def _feedback(self) -> Iterator[GaugeMetricFamily]:
+        from libs.feedback.quality import OUTCOMES, window_quality
+
+        try:
+            q = window_quality(self.engine, self.window_days)
+        except Exception as exc:  # noqa: BLE001 - the other series still go out
+            log.warning("pipeline metrics: feedback unreadable (%s)", type(exc).__name__)
+            return
+        yield GaugeMetricFamily("cxr_feedback_window_days", "Rolling window of the feedback metrics", value=q.window_days)
+        decisions = GaugeMetricFamily("cxr_feedback_reports", "Reports with radiologist feedback in the window, "
+                                      "by the latest decision", labels=["decision"])
+        for decision in ("accepted", "edited", "rejected"):
+            decisions.add_metric([decision], q.decisions[decision])
+        yield decisions
+        for decision, name in (("rejected", "cxr_feedback_rejection_rate"), ("edited", "cxr_feedback_edit_rate")):
+            if (rate := q.rate(decision)) is not None:
+                yield GaugeMetricFamily(name, f"Share of reviewed reports {decision} in the window", value=rate)
+        if q.edit_distances:
+            yield GaugeMetricFamily("cxr_feedback_edit_distance_chars", "Mean Levenshtein distance, draft findings + "
+                                    "impression to the signed text, of edited reports in the window",
+                                    value=sum(q.edit_distances) / len(q.edit_distances))
+            yield GaugeMetricFamily("cxr_feedback_edit_fraction", "Mean edit distance as a fraction of the draft's "
+                                    "length, edited reports in the window",
+                                    value=sum(q.edit_fractions) / len(q.edit_fractions))
+        calls = GaugeMetricFamily("cxr_head_calls", "The detection head's calls against the radiologist's final call "
+                                  "in the window (tp, fp, tn, fn)", labels=["observation", "outcome"])
+        sens = GaugeMetricFamily("cxr_head_sensitivity", "TP / (TP + FN) against radiologists, in the window",
+                                 labels=["observation"])
+        spec = GaugeMetricFamily("cxr_head_specificity", "TN / (TN + FP) against radiologists, in the window",
+                                 labels=["observation"])
+        for label, counts in sorted(q.calls.items()):
+            for outcome in OUTCOMES:
+                calls.add_metric([label, outcome], counts[outcome])
+            if (v := q.sensitivity(counts)) is not None:
+                sens.add_metric([label], v)
+            if (v := q.specificity(counts)) is not None:
+                spec.add_metric([label], v)
+        yield calls
+        yield sens
+        yield spec
+        critical = q.critical()
+        if (v := q.sensitivity(critical)) is not None:
+            yield GaugeMetricFamily("cxr_head_critical_sensitivity", "Sensitivity pooled over the critical "
+                                    "observations, against radiologists, in the window", value=v)
+        if (v := q.specificity(critical)) is not None:
+            yield GaugeMetricFamily("cxr_head_critical_specificity", "Specificity pooled over the critical "
+                                    "observations, against radiologists, in the window", value=v)
 
     def _queues(self, up: GaugeMetricFamily) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily("cxr_queue_messages", "Messages waiting in a step's queue", labels=["queue"])
@@ -115,7 +167,7 @@ class PipelineCollector(Collector):
         yield age
 
 
-def pipeline_registry(engine: Engine, redis_url: str | None) -> CollectorRegistry:
+def pipeline_registry(engine: Engine, redis_url: str | None, feedback_window_days: float = 30.0) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PipelineCollector(engine, redis_url))
+    registry.register(PipelineCollector(engine, redis_url, feedback_window_days))
     return registry

@@ -127,3 +127,25 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ReportFeedbackRow(Base):
+    """One radiologist's verdict on a drafted report; each new one is the next version (the draft in
+    `jobs.report` is never changed). `edit_distance`: Levenshtein distance from the draft's findings +
+    impression to `final_text` (edited only); `draft_chars` is that draft's length."""
+
+    __tablename__ = "report_feedback"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(64), index=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16))  # accepted | edited | rejected
+    final_text: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    corrections: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    edit_distance: Mapped[int | None] = mapped_column(Integer)
+    draft_chars: Mapped[int] = mapped_column(Integer)
+    reviewer_type: Mapped[str] = mapped_column(String(16))
+    reviewer_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pipeline = ctx
     app.state.publisher = publisher
     celery = settings.queue_backend.strip().lower() == "celery"
-    app.state.pipeline_registry = pipeline_registry(engine, settings.redis_url if celery else None)
+    app.state.pipeline_registry = pipeline_registry(engine, settings.redis_url if celery else None,
+                                                     settings.feedback_window_days)
     install_problem_handlers(app)
     app.include_router(api_router)
     app.include_router(fhir_router)  # /fhir: FHIR R4 read access; its errors are OperationOutcomes

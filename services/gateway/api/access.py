@@ -42,6 +42,9 @@ RULES: dict[str, Rule] = {
     # EHR (REST)
     "request_report": Rule(s.REQUEST_REPORT, "C", "ImagingStudy", "study_id"),
     "get_report": Rule(s.READ_REPORT, "R", "ImagingStudy", "study_id"),
+    # radiologists: feedback on a draft (the same scope signs, later)
+    "give_feedback": Rule(s.SIGN_REPORT, "C", "DiagnosticReport", "report_id"),
+    "list_feedback": Rule(s.READ_REPORT, "R", "DiagnosticReport", "report_id"),
     # FHIR
     "metadata": Rule(None, "R", "CapabilityStatement"),
     "read_diagnostic_report": Rule(s.READ_REPORT, "R", "DiagnosticReport", "id"),
