@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("libs.model.cli", fromlist=["register"]).register(sub)  # train / export / evaluate
     __import__("libs.auth.cli", fromlist=["register"]).register(sub)  # apikey / audit
     __import__("libs.pipeline.cli", fromlist=["register"]).register(sub)  # jobs (dead letters, redrive)
+    __import__("libs.automation.cli", fromlist=["register"]).register(sub)  # automation status/pause/resume
     try:
         from libs.labeler.cli import register as register_labeler
     except ImportError:  # the labeler lands in its own change

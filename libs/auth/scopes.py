@@ -69,6 +69,7 @@ REDRIVE_JOB = Requirement("Job", "u")
 READ_AUDIT = Requirement("AuditEvent", "r")
 SEARCH_AUDIT = Requirement("AuditEvent", "s")
 READ_METRICS = Requirement("Metrics", "r")
+READ_AUTOMATION = Requirement("Automation", "r")
 SWITCH_AUTOMATION = Requirement("Automation", "u")
 
 # Least privilege: each role gets what its clients do and nothing else.

@@ -90,6 +90,18 @@ class PipelineCollector(Collector):
         yield GaugeMetricFamily("cxr_dead_letters", "Jobs given up on although their input was fine "
                                 "(retries or SR store-back attempts ran out), waiting for ops", value=dead)
         yield from self._feedback()
+        yield from self._automation()
+
+    def _automation(self) -> Iterator[GaugeMetricFamily]:
+        from libs.automation import switch
+
+        try:
+            state = switch.current(self.engine)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("pipeline metrics: automation state unreadable (%s)", type(exc).__name__)
+            return
+        yield GaugeMetricFamily("cxr_automation_paused", "1 in co-sign mode (automation paused): every report "
+                                "waits for a radiologist and nothing is sent to a PACS by itself", value=int(state.paused))
 
     def _feedback(self) -> Iterator[GaugeMetricFamily]:
         from libs.feedback.quality import OUTCOMES, window_quality

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from libs.automation import switch
 from libs.core.errors import InputRejected
 from libs.observability.metrics import END_TO_END_SECONDS, STEP_SECONDS
 from libs.domain.job import JobState
@@ -219,23 +220,30 @@ def review(job_id: str, ctx: PipelineContext) -> dict:
     with session_scope(ctx.engine) as session:
         image = image_info_for_job(session, job)
     verdict = review_report(report, output, request, image=image)
+    with session_scope(ctx.engine) as session:
+        automation = switch.state_in(session)
+    reasons = list(verdict.reasons)
+    if automation.paused:  # co-sign mode: a radiologist signs every report, nothing goes out by itself
+        reasons.append(switch.review_reason(automation))
+    requires_review = verdict.requires_review or automation.paused
     created = crud.aware(job.created_at)
     elapsed_ms = int((dt.datetime.now(dt.timezone.utc) - created).total_seconds() * 1000)
     report = report.model_copy(
         update={
-            "requires_radiologist_review": verdict.requires_review,
-            "review_reasons": verdict.reasons,
+            "requires_radiologist_review": requires_review,
+            "review_reasons": reasons,
             "processing_time_ms": elapsed_ms,
             "qa": verdict.summary(),  # per-study hallucination/omission counts, for monitoring
         }
     )
     fields = {
         "report": report.model_dump(mode="json"),
-        "requires_review": verdict.requires_review,
-        "review_reasons": verdict.reasons,
+        "requires_review": requires_review,
+        "review_reasons": reasons,
     }
     if ctx.settings.result_servers:
-        fields["results_state"] = "pending"  # committed with the report; _store_results does the rest
+        # Committed with the report; _store_results does the rest (held: sent when automation resumes).
+        fields["results_state"] = crud.RESULTS_HELD if automation.paused else crud.RESULTS_PENDING
     return fields
 
 

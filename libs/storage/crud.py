@@ -226,6 +226,7 @@ RESULTS_STORED = "stored"
 RESULTS_PARTIAL = "partial"
 RESULTS_FAILED = "failed"
 RESULTS_DEAD = "dead"
+RESULTS_HELD = "held"  # co-sign mode: not sent until automation resumes (libs/automation/switch.py)
 RESULTS_RETRYABLE = (RESULTS_PENDING, RESULTS_PARTIAL, RESULTS_FAILED)
 
 _IN_FLIGHT = [s.value for s in JobState if not s.terminal]

@@ -149,3 +149,16 @@ class ReportFeedbackRow(Base):
     reviewer_type: Mapped[str] = mapped_column(String(16))
     reviewer_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class AutomationEventRow(Base):
+    """One switch of the automation mode (libs/automation/switch.py); the latest row is the state."""
+
+    __tablename__ = "automation_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    mode: Mapped[str] = mapped_column(String(16))  # automatic | co-sign
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))  # kind:id of who switched it
+    source: Mapped[str] = mapped_column(String(32))  # api | cli | alertmanager

@@ -113,6 +113,10 @@ class ReadyOut(BaseModel):
     inference: list[InferenceWorkerOut] = Field(
         default_factory=list,
         description="Inference workers seen in the last 30 s, with their bundle and execution providers")
+    automation: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="The automation switch: mode (automatic or co-sign), reason and since; informational "
+                    "(co-sign mode is a way of working, not a fault)")
     workers: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Live step workers by step (heartbeats of the last 30 s; Celery backend only). With "

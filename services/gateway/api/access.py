@@ -36,6 +36,10 @@ RULES: dict[str, Rule] = {
     "get_job": Rule(s.READ_JOB, "R", "Job", "job_id"),
     "list_dead_letters": Rule(s.SEARCH_JOBS, "R", "Job", search=True),
     "redrive_job": Rule(s.REDRIVE_JOB, "U", "Job", "job_id"),
+    "automation_status": Rule(s.READ_AUTOMATION, "R", "Automation"),
+    "pause_automation": Rule(s.SWITCH_AUTOMATION, "U", "Automation"),
+    "resume_automation": Rule(s.SWITCH_AUTOMATION, "U", "Automation"),
+    "alertmanager_webhook": Rule(s.SWITCH_AUTOMATION, "U", "Automation"),
     # PACS
     "stow": Rule(s.STORE_STUDIES, "C", "ImagingStudy"),
     "stow_study": Rule(s.STORE_STUDIES, "C", "ImagingStudy", "study_uid"),

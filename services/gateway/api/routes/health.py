@@ -113,6 +113,16 @@ def _workers_check(workers: dict[str, list[str]] | None) -> str:
     return "ok" if not missing else f"no live worker for: {', '.join(missing)}"
 
 
+async def _automation(engine) -> dict[str, str | None]:  # noqa: ANN001
+    from libs.automation import switch
+
+    try:
+        state = await asyncio.wait_for(run_in_threadpool(switch.current, engine), CHECK_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - the database check says why
+        return {"mode": "unknown"}
+    return {"mode": state.mode, "reason": state.reason, "since": state.since.isoformat() if state.since else None}
+
+
 async def _worker_board(settings: Settings) -> dict[str, list[str]] | None:
     try:
         return await asyncio.wait_for(run_in_threadpool(_step_workers, settings), CHECK_TIMEOUT_S)
@@ -180,4 +190,4 @@ async def readyz(response: Response, settings: SettingsDep, engine: EngineDep) -
         response.status_code = 503
         log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
     return ReadyOut(status="ready" if ready else "not ready", checks=checks, inference=inference,
-                    workers=steps or {})
+                    workers=steps or {}, automation=await _automation(engine))

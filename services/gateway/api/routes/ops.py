@@ -1,5 +1,6 @@
 """Operations: dead letters (jobs the platform gave up on although their input was fine) and
-re-driving them. The logic is shared with `cxr-report jobs` (libs/pipeline/redrive.py); docs/reliability.md."""
+re-driving them (shared with `cxr-report jobs`, libs/pipeline/redrive.py; docs/reliability.md); the
+automation switch: pause, resume, and Alertmanager's webhook that pauses (libs/automation/switch.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from libs.automation import switch as automation
 from libs.domain.job import JobState
 from libs.pipeline import redrive as dead
 from libs.pipeline.dispatch import InProcessDispatcher
-from libs.pipeline.messages import Step
-from services.gateway.api.deps import EngineDep, SettingsDep
+from libs.pipeline.messages import Step, StepMessage
+from services.gateway.api.deps import EngineDep, PrincipalDep, SettingsDep
 from services.gateway.problems import ProblemError, problem_responses
 
 log = logging.getLogger(__name__)
@@ -125,3 +127,110 @@ def _drain(ctx, dispatcher: InProcessDispatcher) -> None:  # noqa: ANN001 - Pipe
         drain(ctx, dispatcher)
     except Exception as exc:  # noqa: BLE001 - drain stored the reason in the job
         log.warning("re-driven job failed again in the in-process pipeline: %s", type(exc).__name__)
+
+
+# ---------------------------------------------------------------- the automation switch
+
+
+class AutomationOut(BaseModel):
+    mode: Literal["automatic", "co-sign"] = Field(
+        description="co-sign: every new report requires a radiologist and nothing is sent to a PACS by itself")
+    reason: str | None = None
+    since: dt.datetime | None = None
+    actor: str | None = Field(default=None, description="Who switched it (kind:id)")
+    source: str | None = Field(default=None, description="api, cli or alertmanager")
+    changed: bool | None = Field(default=None, description="False: it was already in this mode (nothing recorded)")
+    released: int | None = Field(default=None, description="On resume: held SR store-backs now sent")
+
+
+class SwitchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=automation.MAX_REASON, description="Why (kept with who and when)")
+
+
+def _automation_out(state: automation.AutomationState, **extra) -> AutomationOut:  # noqa: ANN003
+    return AutomationOut(mode=state.mode, reason=state.reason, since=state.since, actor=state.actor,
+                         source=state.source, **extra)
+
+
+def _send_qa(settings, request: Request, background: BackgroundTasks, job_ids: list[str]) -> None:  # noqa: ANN001
+    """QA messages for released store-backs: published now (Celery), or run after the answer (in-process).
+    Publishing failures leave them pending: the reconciler sends them once stale."""
+    if not job_ids:
+        return
+    messages = [StepMessage(job_id=j) for j in job_ids]
+    if settings.queue_backend.strip().lower() == "celery":
+        try:
+            with dead.celery_dispatcher(settings) as dispatcher:
+                for m in messages:
+                    dispatcher.send(Step.QA, m)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("released store-backs not queued (%s); the reconciler will send them", type(exc).__name__)
+        return
+    local = InProcessDispatcher()
+    for m in messages:
+        local.send(Step.QA, m)
+    background.add_task(_drain, request.app.state.pipeline, local)
+
+
+@router.get("/automation", response_model=AutomationOut, summary="Automation mode", tags=["automation"])
+def automation_status(engine: EngineDep) -> AutomationOut:
+    return _automation_out(automation.current(engine))
+
+
+@router.post("/automation/pause", response_model=AutomationOut, summary="Pause automation (co-sign mode)",
+             description="Every new report then requires a radiologist, with this reason, and its SR store-back "
+                         "is held until automation resumes. Pausing while paused changes nothing.",
+             responses=problem_responses(422), tags=["automation"])
+def pause_automation(body: SwitchIn, engine: EngineDep, principal: PrincipalDep) -> AutomationOut:
+    state, changed = automation.pause(engine, body.reason, principal.agent, "api")
+    if changed:
+        log.warning("automation paused by %s through the API", principal.agent)
+    return _automation_out(state, changed=changed)
+
+
+@router.post("/automation/resume", response_model=AutomationOut, summary="Resume automation",
+             description="Back to automatic mode; held SR store-backs are sent. Only people resume: a resolved "
+                         "alert does not.", responses=problem_responses(422), tags=["automation"])
+def resume_automation(body: SwitchIn, engine: EngineDep, settings: SettingsDep, principal: PrincipalDep,
+                      request: Request, background: BackgroundTasks) -> AutomationOut:
+    state, changed, released = automation.resume(engine, body.reason, principal.agent, "api")
+    if changed:
+        log.warning("automation resumed by %s through the API; %d held store-backs released", principal.agent,
+                    len(released))
+    _send_qa(settings, request, background, released)
+    return _automation_out(state, changed=changed, released=len(released))
+
+
+# Alertmanager's webhook payload (version 4): only what is read here is declared; the rest is ignored.
+class AlertIn(BaseModel):
+    status: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertmanagerIn(BaseModel):
+    version: str | None = None
+    status: str | None = None
+    alerts: list[AlertIn] = Field(default_factory=list, max_length=1000)
+
+
+PAUSE_LABEL = ("automation", "pause")  # a rule with this label pauses automation while it fires
+
+
+@router.post("/alertmanager", response_model=AutomationOut, summary="Alertmanager webhook",
+             description="Pauses automation when a firing alert carries the label `automation=\"pause\"` "
+                         "(deploy/prometheus/rules.yml). Resolved alerts change nothing: an ops user resumes.",
+             responses=problem_responses(422), tags=["automation"])
+def alertmanager_webhook(body: AlertmanagerIn, engine: EngineDep, principal: PrincipalDep) -> AutomationOut:
+    firing = [a for a in body.alerts if a.status == "firing" and a.labels.get(PAUSE_LABEL[0]) == PAUSE_LABEL[1]]
+    if not firing:
+        return _automation_out(automation.current(engine), changed=False)
+    names = sorted({a.labels.get("alertname", "unnamed alert") for a in firing})
+    summary = next((a.annotations.get("summary") for a in firing if a.annotations.get("summary")), "")
+    reason = f"alert {', '.join(names)}" + (f": {summary}" if summary else "")
+    state, changed = automation.pause(engine, reason, principal.agent, "alertmanager")
+    if changed:
+        log.warning("automation paused by Alertmanager (%s)", ", ".join(names))
+    return _automation_out(state, changed=changed)
