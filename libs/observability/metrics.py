@@ -67,3 +67,40 @@ def serve_metrics(port: int | None) -> bool:
         return False
     log.info("metrics on :%d/metrics", port)
     return True
+
+
+# ---- clinical quality, counted once per reviewed report by the process that ran QA
+REPORTS = Counter("cxr_reports", "Reports reviewed by QA", ["model_version"])
+REVIEW_REQUIRED = Counter("cxr_reports_review_required", "Reports QA sent to a radiologist", ["model_version"])
+FINDINGS = Counter("cxr_findings", "Head-positive findings in reviewed reports, by observation", ["observation"])
+QA_REPORTS_FLAGGED = Counter(
+    "cxr_qa_reports_flagged", "Reports with at least one QA flag of this kind: hallucination (in the text, not "
+    "confirmed by the head), omission (seen by the head, missing from the text), critical, laterality, "
+    "low_confidence, borderline, unsupported, critical_not_assessed", ["reason"])
+QA_FLAGS = Counter("cxr_qa_flags", "QA flags by kind and observation", ["reason", "observation"])
+MODEL_INFO = Gauge("cxr_model_info", "1 for the model bundle that wrote the reports this process reviewed",
+                   ["model_version"])
+QA_REASONS = ("hallucinations", "omissions", "critical", "laterality_conflicts", "low_confidence", "borderline",
+              "unsupported", "critical_not_assessed")
+_REASON_LABEL = {"hallucinations": "hallucination", "omissions": "omission", "laterality_conflicts": "laterality"}
+
+
+def record_review(report) -> None:  # noqa: ANN001 - libs.domain.report.Report
+    """Counts one reviewed report (call once, when its QA result is committed)."""
+    version = report.model_version
+    REPORTS.labels(version).inc()
+    MODEL_INFO.labels(version).set(1)
+    if report.requires_radiologist_review:
+        REVIEW_REQUIRED.labels(version).inc()
+    for finding in report.findings:
+        FINDINGS.labels(finding.label).inc()
+    qa = report.qa
+    if qa is None:
+        return
+    for field_name in QA_REASONS:
+        labels = getattr(qa, field_name, None) or []
+        reason = _REASON_LABEL.get(field_name, field_name)
+        if labels:
+            QA_REPORTS_FLAGGED.labels(reason).inc()
+        for observation in set(labels):
+            QA_FLAGS.labels(reason, observation).inc()

@@ -19,7 +19,7 @@ import numpy as np
 
 from libs.automation import switch
 from libs.core.errors import InputRejected
-from libs.observability.metrics import END_TO_END_SECONDS, STEP_SECONDS
+from libs.observability.metrics import END_TO_END_SECONDS, STEP_SECONDS, record_review
 from libs.domain.job import JobState
 from libs.domain.model_output import ModelOutput
 from libs.domain.report import Report
@@ -99,6 +99,7 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
     if created_at is not None:  # the last step: the job's whole time, queues and retries included
         age = dt.datetime.now(dt.timezone.utc) - created_at
         END_TO_END_SECONDS.labels(message.priority).observe(max(0.0, age.total_seconds()))
+        record_review(Report.model_validate(fields["report"]))
     if following is not None:
         dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
                                                image_path=fields.get("image_path", message.image_path)))

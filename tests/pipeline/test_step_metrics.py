@@ -33,3 +33,32 @@ def test_each_step_once_as_done_a_redelivery_as_nothing_and_the_whole_job_once(c
     assert _count("cxr_job_end_to_end_seconds", {"priority": "routine"}) == e2e + 1
     total = REGISTRY.get_sample_value("cxr_job_end_to_end_seconds_sum", {"priority": "routine"})
     assert total is not None and total > 0
+
+
+def test_a_reviewed_report_is_counted_once_with_its_findings_and_qa_flags(ctx, chest_pa: Path) -> None:  # noqa: ANN001
+    from libs.domain.report import Report
+    from libs.storage import crud
+    from libs.storage.db import session_scope
+
+    def value(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    version = {"model_version": "0.0.0-test"}
+    reports, review = value("cxr_reports_total", version), value("cxr_reports_review_required_total", version)
+    flagged = {r: value("cxr_qa_reports_flagged_total", {"reason": r}) for r in ("hallucination", "omission", "critical")}
+    job_id = _job(ctx, [chest_pa])
+    d = InProcessDispatcher()
+    d.send(Step.INGESTION, StepMessage(job_id=job_id))
+    drain(ctx, d)
+    with session_scope(ctx.engine) as s:
+        report = Report.model_validate(crud.get_job(s, job_id).report)
+    findings = {f.label: value("cxr_findings_total", {"observation": f.label}) for f in report.findings}
+    run_step(Step.QA, StepMessage(job_id=job_id), ctx, InProcessDispatcher())  # redelivered: not counted again
+    assert value("cxr_reports_total", version) == reports + 1
+    assert value("cxr_reports_review_required_total", version) == review + int(report.requires_radiologist_review)
+    assert value("cxr_model_info", version) == 1
+    for label, count in findings.items():
+        assert value("cxr_findings_total", {"observation": label}) == count  # unchanged by the redelivery
+    for reason, field_name in (("hallucination", "hallucinations"), ("omission", "omissions"), ("critical", "critical")):
+        assert value("cxr_qa_reports_flagged_total", {"reason": reason}) == flagged[reason] + bool(
+            getattr(report.qa, field_name)), reason
