@@ -183,3 +183,25 @@ def pipeline_registry(engine: Engine, redis_url: str | None, feedback_window_day
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PipelineCollector(engine, redis_url, feedback_window_days))
     return registry
+
+
+def readiness_text(ready: bool, checks: dict[str, str], workers: dict[str, list[str]]) -> bytes:
+    """The gateway's readiness as series: cxr_ready, cxr_ready_check{check} and cxr_step_workers{step}."""
+    registry = CollectorRegistry(auto_describe=False)
+
+    class _Readiness(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            yield GaugeMetricFamily("cxr_ready", "1 when /readyz answers ready", value=int(ready))
+            each = GaugeMetricFamily("cxr_ready_check", "1 per readiness check that passes", labels=["check"])
+            for name, result in sorted(checks.items()):
+                each.add_metric([name], int(result == "ok"))
+            yield each
+            live = GaugeMetricFamily("cxr_step_workers", "Live workers per step (heartbeats)", labels=["step"])
+            for step, names in sorted(workers.items()):
+                live.add_metric([step], len(names))
+            yield live
+
+    registry.register(_Readiness())
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry)

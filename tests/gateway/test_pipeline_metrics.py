@@ -62,6 +62,11 @@ def test_jobs_dead_letters_and_queues_as_the_sources_hold_them(make_settings, re
             assert got[("cxr_pipeline_source_up", (("source", "database"),))] == 1
             assert got[("cxr_pipeline_source_up", (("source", "redis"),))] == 1
             assert sum(client.llen(k) for k in queue_keys("inference")) == 2  # read, never consumed
+            # readiness as /readyz decides it: no workers run here
+            assert got[("cxr_ready", ())] == 0 and got[("cxr_ready_check", (("check", "workers"),))] == 0
+            assert got[("cxr_ready_check", (("check", "database"),))] == 1
+            assert got[("cxr_step_workers", (("step", "qa"),))] == 0
+            assert c.get("/readyz").status_code == 503
     finally:
         sender.close()
 

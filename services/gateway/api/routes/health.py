@@ -156,10 +156,15 @@ async def _inference_board(settings: Settings) -> list[InferenceWorkerOut]:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
-    """Prometheus exposition of this process (in-process mode: the whole pipeline's inference runtime)
-    and of the pipeline's shared state: jobs, dead letters, queues (libs/observability/pipeline.py)."""
-    body = generate_latest() + generate_latest(request.app.state.pipeline_registry)
+async def metrics(request: Request, settings: SettingsDep, engine: EngineDep) -> Response:
+    """Prometheus exposition of this process (in-process mode: the whole pipeline's inference runtime),
+    of the pipeline's shared state: jobs, dead letters, queues, feedback, the automation switch
+    (libs/observability/pipeline.py), and of readiness exactly as /readyz decides it."""
+    from libs.observability.pipeline import readiness_text
+
+    ready = await evaluate_readiness(settings, engine)
+    shared = await run_in_threadpool(generate_latest, request.app.state.pipeline_registry)
+    body = generate_latest() + shared + readiness_text(ready.status == "ready", ready.checks, ready.workers)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -176,6 +181,15 @@ def metrics(request: Request) -> Response:
     responses={503: {"model": ReadyOut, "description": "At least one check failed"}},
 )
 async def readyz(response: Response, settings: SettingsDep, engine: EngineDep) -> ReadyOut:
+    out = await evaluate_readiness(settings, engine)
+    if out.status != "ready":
+        response.status_code = 503
+        log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in out.checks.items() if v != "ok"))
+    return out
+
+
+async def evaluate_readiness(settings: Settings, engine) -> ReadyOut:  # noqa: ANN001
+    """What /readyz answers; /metrics exports the same as cxr_ready (one truth for probes and alerts)."""
     celery = settings.queue_backend.strip().lower() == "celery"
 
     async def no_board() -> None:
@@ -186,8 +200,5 @@ async def readyz(response: Response, settings: SettingsDep, engine: EngineDep) -
     if celery and settings.ready_requires_workers:
         checks["workers"] = _workers_check(steps)
     ready = all(v == "ok" for v in checks.values())
-    if not ready:
-        response.status_code = 503
-        log.warning("not ready: %s", "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"))
     return ReadyOut(status="ready" if ready else "not ready", checks=checks, inference=inference,
                     workers=steps or {}, automation=await _automation(engine))
