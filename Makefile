@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa reconciler
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc clean apikey api-fuzz fuzz bench-stow-memory load chaos
+.PHONY: install demo test test-fast bench up down services-check orthanc monitoring-tools clean apikey api-fuzz fuzz bench-stow-memory load chaos
 
 install: $(STAMP)
 
@@ -47,7 +47,16 @@ orthanc:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb; \
 	fi
 
-test: install services-check orthanc
+# promtool and amtool check the alert rules and Alertmanager's routes (tests/deploy), and the
+# monitoring tests run a real Prometheus and Alertmanager: Debian's packages, installed once.
+monitoring-tools:
+	@if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1; then :; else \
+	  echo "installing Debian packages prometheus prometheus-alertmanager"; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager; \
+	fi
+
+test: install services-check orthanc monitoring-tools
 	$(BIN)/python -m pytest -q
 
 test-fast: install
