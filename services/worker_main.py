@@ -37,6 +37,10 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
     from libs.observability.metrics import serve_metrics
 
     serve_metrics(ctx.settings.metrics_port)
+    if queue == "inference":
+        from libs.observability.gpu import register_gpu_metrics
+
+        register_gpu_metrics()  # GPU use and memory when NVML finds a GPU; absent otherwise
     from celery.signals import worker_ready, worker_shutdown
 
     from libs.observability.runtime_status import Heartbeat, WorkerBeat, worker_name
