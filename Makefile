@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa reconciler
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc monitoring-tools clean apikey api-fuzz fuzz bench-stow-memory load chaos
+.PHONY: install demo test test-fast bench up down services-check orthanc monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
 
 install: $(STAMP)
 
@@ -99,6 +99,10 @@ clean: down
 	rm -rf var .pytest_cache
 
 # schemathesis against a live gateway's OpenAPI document, with and without credentials (docs/reliability.md)
+# The Grafana dashboards are code: regenerate deploy/grafana/dashboards/*.json after changing them.
+dashboards: install
+	$(BIN)/python -m libs.observability.dashboards
+
 # Reliability figures (docs/reliability.md), each on a private Redis and PostgreSQL database:
 # 50 clients for 2 minutes against the real model; 200 studies with 20 worker kills and 2 Redis restarts.
 LOAD_ARGS ?= --clients 50 --seconds 120
