@@ -34,22 +34,29 @@ def low_threshold_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_random_bundle(tmp_path_factory.mktemp("bundle") / "low", image_size=64, threshold=0.02)
 
 
-def _prometheus(tmp_path: Path, targets: dict[str, str], gateway: str, key: str) -> tuple[subprocess.Popen, str]:
+def _prometheus(tmp_path: Path, targets: dict[str, str], gateway: str, key: str, rules: Path | None = None,
+                alertmanager: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Prometheus scraping the gateway (with the ops key) and `targets` every second, evaluating
+    `rules` (default: the production rules.yml) and sending alerts to `alertmanager` if given."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is required (Debian package prometheus; make test installs it)")
     secret = tmp_path / "ops-key"
     secret.write_text(key)
-    shutil.copy(REPO / "deploy" / "prometheus" / "rules.yml", tmp_path / "rules.yml")
+    if rules is None:
+        rules = tmp_path / "rules.yml"
+        shutil.copy(REPO / "deploy" / "prometheus" / "rules.yml", rules)
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(tmp_path / "rules.yml")],
+        "rule_files": [str(rules)],
         "scrape_configs": [
             {"job_name": "cxr-gateway", "authorization": {"type": "Bearer", "credentials_file": str(secret)},
              "static_configs": [{"targets": [gateway]}]},
             *({"job_name": f"cxr-{name}", "static_configs": [{"targets": [target]}]} for name, target in targets.items()),
         ],
     }
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
@@ -126,4 +133,77 @@ def test_every_dashboard_query_returns_series_from_the_live_services(
     finally:
         prom.terminate()
         prom.wait(timeout=20)
+        engine.dispose()
+
+
+def test_a_firing_pause_alert_reaches_the_gateway_through_a_real_alertmanager(
+        tmp_path: Path, platform: Platform, chest_dicom) -> None:  # noqa: ANN001
+    """The chain a hallucination alert takes, with the real programs: Prometheus evaluates a rule
+    labelled automation=pause, the production Alertmanager configuration routes it to the webhook with
+    an ops key, and the platform is in co-sign mode. (The hallucination rule's expression is unit-tested
+    in deploy/prometheus/tests; this stack's test model writes no free text, so it hallucinates nothing:
+    the test rule fires on reports reviewed instead.)"""
+    alertmanager = shutil.which("prometheus-alertmanager")
+    if alertmanager is None:
+        pytest.fail("prometheus-alertmanager is required (Debian package; make test installs it)")
+    qa_port = free_port()
+    for svc in SERVICES:  # the qa worker's counters are the test rule's signal
+        platform.start(svc, **({"CXR_METRICS_PORT": str(qa_port)} if svc == "qa" else {}))
+    platform.start("gateway")
+    platform.wait_ready()
+    engine = get_engine(platform.env["DATABASE_URL"])
+    ops = apikeys.create(engine, "alertmanager and prometheus", "ops")[1]
+    secret = tmp_path / "ops-key"
+    secret.write_text(ops)
+
+    am_port, am_cluster = free_port(), free_port()
+    am_config = (REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text()
+    am_config = (am_config.replace("http://gateway:8000", platform.base_url)
+                 .replace("/etc/alertmanager/secrets/cxr-ops-key", str(secret))
+                 .replace("group_wait: 10s", "group_wait: 1s"))
+    (tmp_path / "alertmanager.yml").write_text(am_config)
+    am_log = open(tmp_path / "alertmanager.log", "wb")  # noqa: SIM115
+    am = subprocess.Popen([alertmanager, f"--config.file={tmp_path / 'alertmanager.yml'}",
+                           f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                           f"--cluster.listen-address=127.0.0.1:{am_cluster}"],
+                          stdout=am_log, stderr=subprocess.STDOUT, start_new_session=True)
+    rules = {"groups": [{"name": "cxr-e2e", "rules": [{
+        "alert": "HallucinationRateHigh", "expr": "sum(cxr_reports_total) >= 1", "for": "0s",
+        "labels": {"severity": "page", "automation": "pause", "action": "pause-automation"},
+        "annotations": {"summary": "test rule: a report was reviewed"}}]}]}
+    (tmp_path / "e2e-rules.yml").write_text(yaml.safe_dump(rules))
+    prom, _ = _prometheus(tmp_path, {"qa": f"127.0.0.1:{qa_port}"}, platform.base_url.removeprefix("http://"), ops,
+                          rules=tmp_path / "e2e-rules.yml", alertmanager=f"127.0.0.1:{am_port}")
+    try:
+        assert httpx.get(f"{platform.base_url}/api/v1/ops/automation", headers=platform.headers).json()["mode"] \
+            == "automatic"
+        study, dicom = chest_dicom()
+        assert stow(platform.base_url, dicom, platform.headers).status_code == 200
+        assert httpx.post(f"{platform.base_url}/api/v1/studies/{study}/report", headers=platform.headers, json={},
+                          timeout=30).status_code == 202
+        deadline = time.monotonic() + 90
+        state = {}
+        while time.monotonic() < deadline:
+            state = httpx.get(f"{platform.base_url}/api/v1/ops/automation", headers=platform.headers).json()
+            if state["mode"] == "co-sign":
+                break
+            time.sleep(0.5)
+        logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in (tmp_path / "alertmanager.log",
+                                                                        tmp_path / "prometheus.log"))
+        assert state["mode"] == "co-sign", f"{state}\n{logs}"
+        assert (state["source"], state["reason"]) == ("alertmanager",
+                                                     "alert HallucinationRateHigh: test rule: a report was reviewed")
+        # the next report waits for a radiologist, with the reason
+        study, dicom = chest_dicom()
+        assert stow(platform.base_url, dicom, platform.headers).status_code == 200
+        httpx.post(f"{platform.base_url}/api/v1/studies/{study}/report", headers=platform.headers, json={}, timeout=30)
+        r = httpx.get(f"{platform.base_url}/api/v1/studies/{study}/report", params={"wait": 60},
+                      headers=platform.headers, timeout=90).json()
+        assert r["requires_radiologist_review"] is True
+        assert any(reason.startswith("automation paused (co-sign mode): alert HallucinationRateHigh")
+                   for reason in r["review_reasons"])
+    finally:
+        for proc in (prom, am):
+            proc.terminate()
+            proc.wait(timeout=20)
         engine.dispose()
