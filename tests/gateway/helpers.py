@@ -54,3 +54,15 @@ def assert_problem(response, status: int, slug: str | None = None) -> dict:  # n
     assert body["title"] and body["detail"]
     assert body["instance"] == response.request.url.path
     return body
+
+
+def reviewed_report(client, make_chest_dicom) -> dict:  # noqa: ANN001
+    """Stores a new study, requests its report and waits for it (in-process pipeline): the report JSON."""
+    from pydicom.uid import generate_uid
+
+    study = generate_uid()
+    assert stow(client, [make_chest_dicom(study_uid=study)]).status_code == 200
+    assert client.post(f"/api/v1/studies/{study}/report", json={}).status_code == 202
+    r = client.get(f"/api/v1/studies/{study}/report", params={"wait": 60})
+    assert r.status_code == 200 and r.json()["status"] == "reviewed", r.text
+    return r.json()

@@ -8,27 +8,18 @@ import time
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from pydicom.uid import generate_uid
 from sqlalchemy import text
 
 from libs.auth import apikeys
 from libs.core.config import PacsServer
 from services.gateway.main import create_app
-from tests.gateway.helpers import assert_problem, stow
+from tests.conftest import authorize
+from tests.gateway.helpers import assert_problem, reviewed_report
 
 REASON = "hallucination rate 7 % over 1 h"
 ALERT = {"version": "4", "status": "firing", "alerts": [
     {"status": "firing", "labels": {"alertname": "HallucinationRateHigh", "automation": "pause", "severity": "page"},
      "annotations": {"summary": "hallucination rate above 5 %"}}]}
-
-
-def _report(client, make_chest_dicom) -> dict:  # noqa: ANN001
-    study = generate_uid()
-    assert stow(client, [make_chest_dicom(study_uid=study)]).status_code == 200
-    assert client.post(f"/api/v1/studies/{study}/report", json={}).status_code == 202
-    r = client.get(f"/api/v1/studies/{study}/report", params={"wait": 60})
-    assert r.status_code == 200 and r.json()["status"] == "reviewed", r.text
-    return r.json()
 
 
 def _paused_metric(client, key: str) -> float:  # noqa: ANN001
@@ -50,8 +41,6 @@ def test_pause_holds_reports_for_a_radiologist_and_resume_releases_store_backs(m
                       retries=0, connect_timeout_s=1)
     with TestClient(create_app(make_settings(pacs=[pacs])), raise_server_exceptions=False) as client:
         engine = client.app.state.engine
-        from tests.conftest import authorize
-
         authorize(client)
         ops = apikeys.create(engine, "ops", "ops")[1]
         ehr = {"X-API-Key": apikeys.create(engine, "ehr", "ehr")[1]}
@@ -66,7 +55,7 @@ def test_pause_holds_reports_for_a_radiologist_and_resume_releases_store_backs(m
         again = client.post(f"{url}/pause", json={"reason": "another"}, headers={"X-API-Key": ops}).json()
         assert (again["changed"], again["reason"]) == (False, REASON)  # the first reason stands
 
-        held = _report(client, make_chest_dicom)
+        held = reviewed_report(client, make_chest_dicom)
         assert held["requires_radiologist_review"] is True
         assert f"automation paused (co-sign mode): {REASON}" in held["review_reasons"]
         assert _results_state(engine, held["job_id"]) == ("held", 0)  # nothing sent to the PACS
@@ -82,7 +71,7 @@ def test_pause_holds_reports_for_a_radiologist_and_resume_releases_store_backs(m
             time.sleep(0.1)  # the released QA message runs after the answer (in-process)
         assert _results_state(engine, held["job_id"]) == ("failed", 1)  # sent: the PACS refused the connection
         assert _paused_metric(client, ops) == 0
-        after = _report(client, make_chest_dicom)
+        after = reviewed_report(client, make_chest_dicom)
         assert not any(r.startswith("automation paused") for r in after["review_reasons"])
         with engine.connect() as conn:
             events = conn.execute(text("SELECT mode, source FROM automation_events ORDER BY id")).all()

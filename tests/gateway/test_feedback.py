@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import Levenshtein
 from prometheus_client.parser import text_string_to_metric_families
-from pydicom.uid import generate_uid
 from sqlalchemy import text
 
 from libs.auth import apikeys
 from libs.domain.request import ReportRequest
 from libs.storage import crud
 from libs.storage.db import session_scope
-from tests.gateway.helpers import assert_problem, stow
-
-
-def _reviewed_report(client, make_chest_dicom) -> dict:  # noqa: ANN001
-    study = generate_uid()
-    assert stow(client, [make_chest_dicom(study_uid=study)]).status_code == 200
-    assert client.post(f"/api/v1/studies/{study}/report", json={}).status_code == 202
-    r = client.get(f"/api/v1/studies/{study}/report", params={"wait": 60})
-    assert r.status_code == 200 and r.json()["status"] == "reviewed", r.text
-    return r.json()
+from tests.gateway.helpers import assert_problem, reviewed_report
 
 
 def _metrics(client, key: str) -> dict[tuple[str, tuple], float]:  # noqa: ANN001
@@ -33,7 +23,7 @@ def _metrics(client, key: str) -> dict[tuple[str, tuple], float]:  # noqa: ANN00
 
 def test_feedback_versions_refusals_and_quality_metrics(client, make_chest_dicom) -> None:  # noqa: ANN001
     engine = client.app.state.engine
-    report = _reviewed_report(client, make_chest_dicom)
+    report = reviewed_report(client, make_chest_dicom)
     report_id = report["report_id"]
     url = f"/api/v1/reports/{report_id}/feedback"
     radiologist = {"X-API-Key": apikeys.create(engine, "dr test", "radiologist")[1]}
