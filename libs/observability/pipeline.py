@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
+from libs.automation.switch import AUTOMATIC, CO_SIGN
 from libs.domain.job import JobState
 from libs.pipeline.dispatch import SENT_AT_HEADER
 from libs.pipeline.messages import Step
@@ -90,18 +91,6 @@ class PipelineCollector(Collector):
         yield GaugeMetricFamily("cxr_dead_letters", "Jobs given up on although their input was fine "
                                 "(retries or SR store-back attempts ran out), waiting for ops", value=dead)
         yield from self._feedback()
-        yield from self._automation()
-
-    def _automation(self) -> Iterator[GaugeMetricFamily]:
-        from libs.automation import switch
-
-        try:
-            state = switch.current(self.engine)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("pipeline metrics: automation state unreadable (%s)", type(exc).__name__)
-            return
-        yield GaugeMetricFamily("cxr_automation_paused", "1 in co-sign mode (automation paused): every report "
-                                "waits for a radiologist and nothing is sent to a PACS by itself", value=int(state.paused))
 
     def _feedback(self) -> Iterator[GaugeMetricFamily]:
         from libs.feedback.quality import OUTCOMES, window_quality
@@ -185,8 +174,9 @@ def pipeline_registry(engine: Engine, redis_url: str | None, feedback_window_day
     return registry
 
 
-def readiness_text(ready: bool, checks: dict[str, str], workers: dict[str, list[str]]) -> bytes:
-    """The gateway's readiness as series: cxr_ready, cxr_ready_check{check} and cxr_step_workers{step}."""
+def readiness_text(ready: bool, checks: dict[str, str], workers: dict[str, list[str]], automation_mode: str) -> bytes:
+    """What /readyz found, as series: cxr_ready, cxr_ready_check{check}, cxr_step_workers{step} and
+    cxr_automation_paused (left out when the mode could not be read)."""
     registry = CollectorRegistry(auto_describe=False)
 
     class _Readiness(Collector):
@@ -200,6 +190,10 @@ def readiness_text(ready: bool, checks: dict[str, str], workers: dict[str, list[
             for step, names in sorted(workers.items()):
                 live.add_metric([step], len(names))
             yield live
+            if automation_mode in (AUTOMATIC, CO_SIGN):
+                yield GaugeMetricFamily("cxr_automation_paused", "1 in co-sign mode (automation paused): every "
+                                        "report waits for a radiologist and nothing is sent to a PACS by itself",
+                                        value=int(automation_mode == CO_SIGN))
 
     registry.register(_Readiness())
     from prometheus_client import generate_latest

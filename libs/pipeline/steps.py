@@ -19,12 +19,12 @@ import numpy as np
 
 from libs.automation import switch
 from libs.core.errors import InputRejected
-from libs.observability.metrics import END_TO_END_SECONDS, STEP_SECONDS, record_review
 from libs.domain.job import JobState
 from libs.domain.model_output import ModelOutput
 from libs.domain.report import Report
 from libs.domain.request import ReportRequest
 from libs.domain.study import Study
+from libs.observability.metrics import END_TO_END_SECONDS, STEP_SECONDS, record_review
 from libs.pipeline.context import PipelineContext
 from libs.pipeline.dispatch import Dispatcher
 from libs.pipeline.messages import Step, StepMessage
@@ -89,17 +89,16 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
 
     with session_scope(ctx.engine) as session:
         won = crud.advance(session, message.job_id, consumes, produces, **fields)
-        created_at = crud.created_at(session, message.job_id) if won and following is None else None
     if not won:
         STEP_SECONDS.labels(step.value, "duplicate").observe(time.perf_counter() - started)
         log.info("%s: job %s was completed by another delivery; result discarded", step.value, message.job_id)
         with session_scope(ctx.engine) as session:
             return crud.current_state(session, message.job_id)
     STEP_SECONDS.labels(step.value, "done").observe(time.perf_counter() - started)
-    if created_at is not None:  # the last step: the job's whole time, queues and retries included
-        age = dt.datetime.now(dt.timezone.utc) - created_at
-        END_TO_END_SECONDS.labels(message.priority).observe(max(0.0, age.total_seconds()))
-        record_review(Report.model_validate(fields["report"]))
+    if step is Step.QA:  # the job is reviewed: its whole time (queues and retries included) and its report
+        report = Report.model_validate(fields["report"])
+        END_TO_END_SECONDS.labels(message.priority).observe((report.processing_time_ms or 0) / 1000)
+        record_review(report)
     if following is not None:
         dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
                                                image_path=fields.get("image_path", message.image_path)))

@@ -134,11 +134,6 @@ def _check_same_request(job: JobRow, study_uid: str, request: ReportRequest) -> 
         raise IdempotencyConflict("this Idempotency-Key was already used for a different request")
 
 
-def created_at(session: Session, job_id: str) -> dt.datetime | None:
-    value = session.scalar(select(JobRow.created_at).where(JobRow.id == job_id))
-    return aware(value) if value is not None else None
-
-
 def get_job(session: Session, job_id: str) -> JobRow | None:
     return session.get(JobRow, job_id)
 

@@ -158,13 +158,14 @@ async def _inference_board(settings: Settings) -> list[InferenceWorkerOut]:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request, settings: SettingsDep, engine: EngineDep) -> Response:
     """Prometheus exposition of this process (in-process mode: the whole pipeline's inference runtime),
-    of the pipeline's shared state: jobs, dead letters, queues, feedback, the automation switch
-    (libs/observability/pipeline.py), and of readiness exactly as /readyz decides it."""
+    of the pipeline's shared state: jobs, dead letters, queues, feedback (libs/observability/pipeline.py),
+    and of what /readyz finds: readiness, live workers, the automation switch."""
     from libs.observability.pipeline import readiness_text
 
     ready = await evaluate_readiness(settings, engine)
     shared = await run_in_threadpool(generate_latest, request.app.state.pipeline_registry)
-    body = generate_latest() + shared + readiness_text(ready.status == "ready", ready.checks, ready.workers)
+    body = generate_latest() + shared + readiness_text(ready.status == "ready", ready.checks, ready.workers,
+                                                       str(ready.automation.get("mode")))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
