@@ -68,7 +68,8 @@ def record(engine: Engine, report_id: str, feedback: FeedbackIn, reviewer: Princ
         try:
             with session_scope(engine) as session:
                 job, report = _load_report(session, report_id)
-                assessed = {o.label for o in report.observations} or {f.finding for f in report.findings}
+                # reports drafted before `observations` existed name what they assessed only as findings
+                assessed = {o.label for o in report.observations} or {f.label for f in report.findings}
                 unknown = [c.observation for c in feedback.corrections if c.observation not in assessed]
                 if unknown:
                     raise NotAssessed(f"the report did not assess: {', '.join(unknown)}")

@@ -66,3 +66,29 @@ def test_verdicts_confirm_calls_latest_version_counts_window_and_critical_poolin
     assert dict(critical) == {"tp": 1, "fp": 1, "tn": 2, "fn": 1}
     assert q.sensitivity(critical) == 0.5 and q.specificity(critical) == 2 / 3
     assert window_quality(engine, 60).reports == 4  # the old one is back in a longer window
+
+
+def test_a_report_without_observations_accepts_corrections_of_its_findings(tmp_path: Path) -> None:
+    from libs.domain.report import Finding
+    from libs.feedback.record import NotAssessed
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_schema(engine)
+    with session_scope(engine) as s:  # drafted before reports listed every assessed observation
+        job = crud.create_job(s, "1.2.9", ReportRequest())[0]
+        report = Report(report_id=f"rpt-{job.id}", study_id="1.2.9", findings_text="Effusion.", impression="Effusion.",
+                        recommendations="", model_version="old",
+                        findings=[Finding(finding="Small left pleural effusion", label="Pleural Effusion",
+                                          confidence=0.8)])
+        s.execute(update(JobRow).where(JobRow.id == job.id).values(state=JobState.REVIEWED.value,
+                                                                  report=report.model_dump(mode="json")))
+    stored = record(engine, f"rpt-{job.id}", FeedbackIn(decision="accepted", corrections=[
+        {"observation": "Pleural Effusion", "present": False}]), DR)
+    assert stored.version == 1
+    try:
+        record(engine, f"rpt-{job.id}", FeedbackIn(decision="accepted", corrections=[
+            {"observation": "Edema", "present": True}]), DR)
+    except NotAssessed as exc:
+        assert "Edema" in str(exc)
+    else:
+        raise AssertionError("a correction of an observation the report never named was stored")
