@@ -38,7 +38,9 @@ def is_child() -> bool:
     return os.environ.get(CHILD_ENV) == "1"
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """`preexec_fn` of a child that must not outlive its parent (runs between fork and exec; also
+    used by bench/reliability/stack.py)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: an orphan is possible after a kill -9 of the supervisor
@@ -64,7 +66,7 @@ def supervise(name: str, command: list[str], max_delay_s: float = MAX_DELAY_S,
     while True:
         started = time.monotonic()
         child = subprocess.Popen(command, env={**os.environ, CHILD_ENV: "1"}, start_new_session=True,
-                                 preexec_fn=_die_with_parent)
+                                 preexec_fn=die_with_parent)
         log.info("%s worker started (pid %d)", name, child.pid)
         if stop.is_set():  # the signal came between the last wait and this start: pass it on
             child.terminate()

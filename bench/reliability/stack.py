@@ -19,7 +19,6 @@ orphaned worker behind. Logs are kept under var/bench/<label>-<time>/logs.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -35,25 +34,19 @@ from pathlib import Path
 
 import httpx
 
+from services.supervisor import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SERVICES = ("ingestion", "inference", "formatting", "qa")
 PG_ADMIN_URL = os.environ.get("CXR_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER = os.environ.get("CXR_BENCH_REDIS_SERVER", "redis-server")
-PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def wait_for_redis(port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
@@ -254,7 +247,7 @@ class Stack:
             popen = subprocess.Popen(
                 [sys.executable, "-m", module], cwd=REPO_ROOT, env={**self.env, **env}, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - async-signal-safe: one prctl call
             )
         finally:
             out.close()
@@ -333,7 +326,7 @@ class Stack:
                 [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "",
                  "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=die_with_parent,  # noqa: PLW1509
             )
         except FileNotFoundError as exc:
             raise StackError(f"{REDIS_SERVER} not found: the benchmarks run a private Redis") from exc
