@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 log = logging.getLogger("services.supervisor")
 
@@ -36,6 +37,15 @@ _PR_SET_PDEATHSIG = 1
 
 def is_child() -> bool:
     return os.environ.get(CHILD_ENV) == "1"
+
+
+def worker_of(supervisor_pid: int) -> int | None:
+    """The pid of the worker a supervisor is running (its child); None between two workers (Linux /proc)."""
+    try:
+        kids = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
 
 
 def die_with_parent() -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from services.supervisor import die_with_parent
+from services.supervisor import die_with_parent, worker_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -281,12 +281,7 @@ class Stack:
     def worker_pid(self, name: str) -> int | None:
         """The step worker itself: the child of the process started here, its supervisor
         (services/supervisor.py), which starts a new one when it dies. None between the two."""
-        supervisor = self.procs[name].popen.pid
-        try:
-            kids = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-        except OSError:
-            return None
-        return int(kids[0]) if kids else None
+        return worker_of(self.procs[name].popen.pid)
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU time of each running process (and its threads), from /proc."""

@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from bench.reliability.stack import wait_for_redis
+from services.supervisor import worker_of
 from tests.integration.conftest import (  # noqa: F401 - fixtures, re-exported for this folder
     REPO,
     Platform,
@@ -320,15 +321,7 @@ def pacs_env(entry: dict) -> dict[str, str]:
 def worker_pid(platform: Platform, name: str, timeout: float = 30) -> int:
     """The pid of the worker process itself: the child of its supervisor (services/supervisor.py)."""
     supervisor = platform.procs[name].pid
-
-    def child() -> int | None:
-        try:
-            kids = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-        except OSError:
-            return None
-        return int(kids[0]) if kids else None
-
-    return int(wait_until(child, timeout, f"the {name} worker process", platform))
+    return int(wait_until(lambda: worker_of(supervisor), timeout, f"the {name} worker process", platform))
 
 
 def received_count(platform: Platform, name: str) -> int:
