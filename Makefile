@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa reconciler
 PORT ?= 8000
 
-.PHONY: install demo test test-fast bench up down services-check orthanc monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
+.PHONY: docker-tools compose-test install demo test test-fast bench up down services-check orthanc monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
 
 install: $(STAMP)
 
@@ -129,3 +129,22 @@ fuzz: install
 # gateway RSS while one ~600 MB STOW-RS body streams to disk (bench/results/stow_memory.json)
 bench-stow-memory: install
 	$(BIN)/python -m bench.stow_memory
+
+# The whole docker-compose stack on images built here from a debootstrap Debian base, host network and
+# loopback only: a real study through Orthanc to a report and back (deploy/docker, README Operations).
+docker-tools:
+	@if command -v docker >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1; then :; else \
+	  echo "installing Debian packages docker.io docker-compose debootstrap"; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends docker.io docker-compose debootstrap; \
+	fi
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "starting dockerd (log var/log/dockerd.log)"; mkdir -p $(LOG_DIR); \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo nohup dockerd >$(LOG_DIR)/dockerd.log 2>&1 & \
+	  for i in $$(seq 1 30); do docker info >/dev/null 2>&1 && break; sleep 1; done; \
+	  docker info >/dev/null 2>&1 || { echo "dockerd did not start: see $(LOG_DIR)/dockerd.log"; exit 1; }; \
+	fi
+
+compose-test: install docker-tools
+	$(BIN)/python deploy/docker/compose_test.py

@@ -36,7 +36,7 @@ def run_worker(queue: str, argv: list[str] | None = None) -> None:
     concurrency = os.environ.get("CXR_WORKER_CONCURRENCY", "1")
     from libs.observability.metrics import serve_metrics
 
-    serve_metrics(ctx.settings.metrics_port)
+    serve_metrics(ctx.settings.metrics_port, ctx.settings.metrics_host)
     if queue == "inference":
         from libs.observability.gpu import register_gpu_metrics
 

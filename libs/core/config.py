@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     provider_cache_dir: Path | None = Field(default=None, description="TensorRT engine/timing cache; unset: DATA_DIR/provider-cache")
     metrics_port: int | None = Field(default=None, ge=1, le=65535,
                                      description="Workers: serve Prometheus /metrics on this port (one per process)")
+    metrics_host: str = Field(default="0.0.0.0", description="Workers: the address /metrics listens on "
+                                                             "(127.0.0.1 keeps it to loopback)")
     step_delay_s: float = Field(default=0.0, ge=0, description="Fault injection: sleep before each step (tests)")
     long_poll_max_s: float = Field(default=60.0, ge=0)
     # PACS over DICOMweb (docs/pacs.md): a list (CXR_PACS as JSON, or given directly), a file

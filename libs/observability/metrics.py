@@ -56,16 +56,16 @@ def record_providers(model_name: str, model_version: str, providers: list[str]) 
                                   model_version=model_version).set(1)
 
 
-def serve_metrics(port: int | None) -> bool:
+def serve_metrics(port: int | None, host: str = "0.0.0.0") -> bool:
     """Starts the /metrics HTTP endpoint of a worker process; False (logged) when the port is taken."""
     if not port:
         return False
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
-        log.error("metrics endpoint not started on port %d: %s", port, exc)
+        log.error("metrics endpoint not started on %s:%d: %s", host, port, exc)
         return False
-    log.info("metrics on :%d/metrics", port)
+    log.info("metrics on %s:%d/metrics", host, port)
     return True
 
 

@@ -48,11 +48,11 @@ def test_pause_rules_reach_the_gateway_webhook_and_the_configs_are_valid(tmp_pat
     # Credentials are mounted files in a deployment; stand-ins here so the checks can stat them.
     secret = tmp_path / "cxr-ops-key"
     secret.write_text("cxr_test_key\n")
-    prom = (PROMETHEUS / "prometheus.yml").read_text().replace("/etc/prometheus/secrets/cxr-ops-key", str(secret))
+    prom = (PROMETHEUS / "prometheus.yml").read_text().replace("/run/secrets/prometheus-ops-key", str(secret))
     (tmp_path / "prometheus.yml").write_text(prom)
     shutil.copy(PROMETHEUS / "rules.yml", tmp_path / "rules.yml")
     _run(_tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
-    am = (ALERTMANAGER / "alertmanager.yml").read_text().replace("/etc/alertmanager/secrets/cxr-ops-key", str(secret))
+    am = (ALERTMANAGER / "alertmanager.yml").read_text().replace("/run/secrets/alertmanager-ops-key", str(secret))
     (tmp_path / "alertmanager.yml").write_text(am)
     _run(_tool("amtool"), "check-config", str(tmp_path / "alertmanager.yml"))
     # The route of a pause alert: the webhook receiver, and the page too

@@ -136,19 +136,61 @@ def test_every_dashboard_query_returns_series_from_the_live_services(
         engine.dispose()
 
 
-def test_a_firing_pause_alert_reaches_the_gateway_through_a_real_alertmanager(
+# Loaded by the formatting worker's interpreter (PYTHONPATH): each report gets one more sentence
+# stating a finding the head did not detect, as a faulty renderer would write.
+UNSUPPORTED_SENTENCE_PATCH = """
+import libs.reporting.render as render
+
+_render = render.render_report
+
+
+def render_report(job_id, study_uid, output, request, image=None):
+    report = _render(job_id, study_uid, output, request, image)
+    detected = {p.label for p in output.positives()}
+    label, sentence = next((lbl, s) for lbl, s in (("Pneumothorax", "There is a large pneumothorax."),
+                                                   ("Pleural Effusion", "There is a large pleural effusion."),
+                                                   ("Cardiomegaly", "The heart is enlarged."),
+                                                   ("Consolidation", "There is consolidation."),
+                                                   ("Edema", "There is pulmonary edema."))
+                           if lbl not in detected)
+    return report.model_copy(update={"findings_text": report.findings_text + " " + sentence})
+
+
+render.render_report = render_report
+"""
+
+
+def _hallucination_rule_for_a_test() -> dict:
+    """The production HallucinationRateHigh rule with test-sized windows: 1 h -> 5 m, at least 1
+    report instead of 20, `for:` 0 s. The expression is otherwise the one deploy/prometheus ships."""
+    groups = yaml.safe_load((REPO / "deploy" / "prometheus" / "rules.yml").read_text())["groups"]
+    rule = next(r for g in groups for r in g["rules"] if r.get("alert") == "HallucinationRateHigh")
+    assert "[1h]" in rule["expr"] and ">= 20" in rule["expr"], rule["expr"]
+    rule = {**rule, "expr": rule["expr"].replace("[1h]", "[5m]").replace(">= 20", ">= 1"), "for": "0s"}
+    return {"groups": [{"name": "cxr-e2e", "rules": [rule]}]}
+
+
+def test_hallucinations_fire_the_production_rule_and_pause_automation_through_a_real_alertmanager(
         tmp_path: Path, platform: Platform, chest_dicom) -> None:  # noqa: ANN001
-    """The chain a hallucination alert takes, with the real programs: Prometheus evaluates a rule
-    labelled automation=pause, the production Alertmanager configuration routes it to the webhook with
-    an ops key, and the platform is in co-sign mode. (The hallucination rule's expression is unit-tested
-    in deploy/prometheus/tests; this stack's test model writes no free text, so it hallucinates nothing:
-    the test rule fires on reports reviewed instead.)"""
+    """The hallucination alert end to end, with the real programs: the formatting worker writes a
+    sentence the detection head does not support (a renderer gone wrong, injected by a test-only
+    sitecustomize in that worker's process: the real renderer grounds every sentence, so it cannot be
+    made to hallucinate from outside), the real QA worker flags it, Prometheus evaluates the production
+    HallucinationRateHigh expression (windows and `for:` shortened) on the QA worker's counters, the
+    production Alertmanager configuration routes it to the webhook with an ops key, and the platform
+    is in co-sign mode: the next report waits for a radiologist, with the alert as its reason."""
     alertmanager = shutil.which("prometheus-alertmanager")
     if alertmanager is None:
         pytest.fail("prometheus-alertmanager is required (Debian package; make test installs it)")
     qa_port = free_port()
-    for svc in SERVICES:  # the qa worker's counters are the test rule's signal
-        platform.start(svc, **({"CXR_METRICS_PORT": str(qa_port)} if svc == "qa" else {}))
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(UNSUPPORTED_SENTENCE_PATCH)
+    for svc in SERVICES:  # the qa worker's counters are the rule's signal
+        env = {"CXR_METRICS_PORT": str(qa_port)} if svc == "qa" else {}
+        if svc == "formatting":
+            env["PYTHONPATH"] = str(inject)
+        platform.start(svc, **env)
     platform.start("gateway")
     platform.wait_ready()
     engine = get_engine(platform.env["DATABASE_URL"])
@@ -159,7 +201,7 @@ def test_a_firing_pause_alert_reaches_the_gateway_through_a_real_alertmanager(
     am_port, am_cluster = free_port(), free_port()
     am_config = (REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text()
     am_config = (am_config.replace("http://gateway:8000", platform.base_url)
-                 .replace("/etc/alertmanager/secrets/cxr-ops-key", str(secret))
+                 .replace("/run/secrets/alertmanager-ops-key", str(secret))
                  .replace("group_wait: 10s", "group_wait: 1s"))
     (tmp_path / "alertmanager.yml").write_text(am_config)
     am_log = open(tmp_path / "alertmanager.log", "wb")  # noqa: SIM115
@@ -167,20 +209,23 @@ def test_a_firing_pause_alert_reaches_the_gateway_through_a_real_alertmanager(
                            f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
                            f"--cluster.listen-address=127.0.0.1:{am_cluster}"],
                           stdout=am_log, stderr=subprocess.STDOUT, start_new_session=True)
-    rules = {"groups": [{"name": "cxr-e2e", "rules": [{
-        "alert": "HallucinationRateHigh", "expr": "sum(cxr_reports_total) >= 1", "for": "0s",
-        "labels": {"severity": "page", "automation": "pause", "action": "pause-automation"},
-        "annotations": {"summary": "test rule: a report was reviewed"}}]}]}
-    (tmp_path / "e2e-rules.yml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "e2e-rules.yml").write_text(yaml.safe_dump(_hallucination_rule_for_a_test()))
     prom, _ = _prometheus(tmp_path, {"qa": f"127.0.0.1:{qa_port}"}, platform.base_url.removeprefix("http://"), ops,
                           rules=tmp_path / "e2e-rules.yml", alertmanager=f"127.0.0.1:{am_port}")
     try:
         assert httpx.get(f"{platform.base_url}/api/v1/ops/automation", headers=platform.headers).json()["mode"] \
             == "automatic"
-        study, dicom = chest_dicom()
-        assert stow(platform.base_url, dicom, platform.headers).status_code == 200
-        assert httpx.post(f"{platform.base_url}/api/v1/studies/{study}/report", headers=platform.headers, json={},
-                          timeout=30).status_code == 202
+        # Two studies, one after the other: increase() needs the counters seen before they grow.
+        for _ in range(2):
+            study, dicom = chest_dicom()
+            assert stow(platform.base_url, dicom, platform.headers).status_code == 200
+            assert httpx.post(f"{platform.base_url}/api/v1/studies/{study}/report", headers=platform.headers,
+                              json={}, timeout=30).status_code == 202
+            r = httpx.get(f"{platform.base_url}/api/v1/studies/{study}/report", params={"wait": 60},
+                          headers=platform.headers, timeout=90).json()
+            assert any(x.startswith("disagreement:") and "not detected by the detection head" in x
+                       for x in r["review_reasons"]), r["review_reasons"]
+            time.sleep(3)  # scraped (every second) before the next
         deadline = time.monotonic() + 90
         state = {}
         while time.monotonic() < deadline:
@@ -191,8 +236,8 @@ def test_a_firing_pause_alert_reaches_the_gateway_through_a_real_alertmanager(
         logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in (tmp_path / "alertmanager.log",
                                                                         tmp_path / "prometheus.log"))
         assert state["mode"] == "co-sign", f"{state}\n{logs}"
-        assert (state["source"], state["reason"]) == ("alertmanager",
-                                                     "alert HallucinationRateHigh: test rule: a report was reviewed")
+        assert state["source"] == "alertmanager"
+        assert state["reason"].startswith("alert HallucinationRateHigh: hallucination rate"), state
         # the next report waits for a radiologist, with the reason
         study, dicom = chest_dicom()
         assert stow(platform.base_url, dicom, platform.headers).status_code == 200
