@@ -9,7 +9,7 @@ LOG_DIR := var/log
 # `make up` runs the services against the local Redis and PostgreSQL.
 UP_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/cxr
 UP_REDIS_URL ?= redis://127.0.0.1:6379/0
-SERVICES := ingestion inference formatting qa reconciler
+SERVICES := ingestion inference formatting qa reconciler dimse
 PORT ?= 8000
 
 .PHONY: docker-tools compose-test install demo test test-fast bench up down services-check orthanc monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos

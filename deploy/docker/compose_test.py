@@ -41,7 +41,7 @@ SERVICE_IMAGES = {"redis": "cxr-redis:local", "postgres": "cxr-postgres:local", 
 # Everything the stack listens on, all on 127.0.0.1 (compose.test.yml)
 PORTS = {"gateway": 8000, "orthanc http": 8042, "orthanc dicom": 4242, "prometheus": 9090,
          "alertmanager": 9093, "ingestion metrics": 9100, "inference metrics": 9101,
-         "formatting metrics": 9102, "qa metrics": 9103, "postgres": 15432, "redis": 16379}
+         "formatting metrics": 9102, "qa metrics": 9103, "dimse": 11112, "postgres": 15432, "redis": 16379}
 GATEWAY = "http://127.0.0.1:8000"
 ORTHANC = "http://127.0.0.1:8042"
 ORTHANC_AUTH = ("cxr", os.environ.get("ORTHANC_PASSWORD", "change-me"))  # deploy/orthanc/orthanc.json

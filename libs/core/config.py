@@ -50,6 +50,22 @@ class PacsServer(BaseModel):
         return self
 
 
+class DimseDestination(BaseModel):
+    """A PACS that takes the report SRs over DIMSE C-STORE (one without DICOMweb); docs/pacs.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    ae_title: str = Field(min_length=1, max_length=16, description="the PACS's (called) AE title")
+    host: str
+    port: int = Field(ge=1, le=65535)
+    calling_ae_title: str | None = Field(default=None, max_length=16, description="unset: CXR_DIMSE_AE_TITLE")
+    timeout_s: float = Field(default=30.0, gt=0, description="association, DIMSE and network timeouts")
+    retries: int = Field(default=2, ge=0, le=10, description="new associations after a failed one, per attempt")
+    backoff_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles each retry")
+    store_results: bool = True
+
+
 def load_pacs_file(path: Path) -> list[PacsServer]:
     """A YAML or JSON file: a list of servers, or {"pacs": [...]}. ${VAR} is taken from the environment."""
     import yaml
@@ -129,6 +145,22 @@ class Settings(BaseSettings):
     stable_study_age_s: float = Field(default=60.0, ge=0)
     stable_study_poll_s: float = Field(default=5.0, gt=0)
     stable_study_lookback_s: float = Field(default=86400.0, gt=0, description="older studies are never picked up")
+    # DICOM DIMSE (docs/pacs.md, "DIMSE"): the C-STORE SCP a modality or PACS sends studies to
+    # (python -m services.dimse). A study it receives is reported like a STOW-RS one: by the stable-study
+    # watcher (auto_report_on_stable) or a POST /api/v1/studies/{id}/report.
+    dimse_ae_title: str = Field(default="CXR_REPORT", min_length=1, max_length=16, pattern=r"^[ -~]*[!-~][ -~]*$",
+                                description="the AE title this platform answers to (called AE)")
+    dimse_host: str = Field(default="127.0.0.1", description="address the SCP listens on (0.0.0.0: every interface)")
+    dimse_port: int = Field(default=11112, ge=1, le=65535)
+    dimse_allowed_calling_aets: list[str] = Field(
+        default_factory=list, description="calling AE titles allowed to associate (a JSON list in the environment); "
+                                          "empty: any (logged at start)")
+    dimse_max_pdu: int = Field(default=65536, ge=0, le=2**32 - 1, description="maximum PDU size received (0: no limit)")
+    dimse_acse_timeout_s: float = Field(default=30.0, gt=0)
+    dimse_network_timeout_s: float = Field(default=60.0, gt=0)
+    dimse_max_associations: int = Field(default=10, ge=1, le=100)
+    dimse_destinations: list[DimseDestination] = Field(
+        default_factory=list, description="PACS that take the report SRs by C-STORE (a JSON list in the environment)")
     # FHIR (docs/fhir.md): an external FHIR R4 server reports are pushed to (python -m libs.fhir.push).
     fhir_push_url: str | None = Field(default=None, description="FHIR R4 base URL to push reports to; unset: no push")
     fhir_push_retries: int = Field(default=3, ge=0, le=20)
@@ -174,9 +206,9 @@ class Settings(BaseSettings):
                 connect_timeout_s=self.pacs_connect_timeout_s, read_timeout_s=self.pacs_read_timeout_s,
                 retries=self.pacs_retries, store_results=self.pacs_store_results,
             ))
-        names = [p.name for p in servers]
+        names = [p.name for p in servers] + [d.name for d in self.dimse_destinations]
         if len(set(names)) != len(names):
-            raise ValueError(f"PACS names must be unique: {names}")
+            raise ValueError(f"PACS names (DICOMweb servers and DIMSE destinations together) must be unique: {names}")
         self.pacs = servers
         self.pacs_config = None
         self.pacs_url = None
@@ -187,8 +219,9 @@ class Settings(BaseSettings):
         return [p for p in self.pacs if p.pull]
 
     @property
-    def result_servers(self) -> list[PacsServer]:
-        return [p for p in self.pacs if p.store_results]
+    def result_servers(self) -> list[PacsServer | DimseDestination]:
+        """Where each report SR is stored: DICOMweb servers (STOW-RS) and DIMSE destinations (C-STORE)."""
+        return [p for p in self.pacs if p.store_results] + [d for d in self.dimse_destinations if d.store_results]
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,4 +1,5 @@
-"""Storing a finished report back to the PACS as a DICOM SR (STOW-RS), and recording the outcome.
+"""Storing a finished report back to the PACS as a DICOM SR (STOW-RS, or C-STORE to a DIMSE
+destination: libs/dimse/scu.py), and recording the outcome.
 
 Runs after the QA step has committed the report (libs/pipeline/steps.py, `_store_results`), only
 for jobs whose `results_state` is `pending` (set together with the report when some PACS has
@@ -28,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from libs.core.config import PacsServer
+from libs.core.config import DimseDestination, PacsServer
 from libs.dicomweb.client import PacsUnavailable, describe, make_client
 from libs.domain.job import JobState
 from libs.domain.report import Report
@@ -87,6 +88,15 @@ def stow_sr(pacs: PacsServer, sr) -> str:  # noqa: ANN001 - a pydicom Dataset
     return "stored" + (f" (warning reason {warning})" if warning is not None else "")
 
 
+def store_sr(target: PacsServer | DimseDestination, sr, calling_ae_title: str) -> str:  # noqa: ANN001
+    """One SR to one result destination, by its protocol; raises PacsUnavailable."""
+    if isinstance(target, DimseDestination):
+        from libs.dimse.scu import cstore
+
+        return cstore(target, sr, calling_ae_title)
+    return stow_sr(target, sr)
+
+
 def store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001 - PipelineContext
     """Stores the job's SR to every PACS with store_results; returns the job's results_state."""
     try:
@@ -125,7 +135,7 @@ def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
             continue
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         try:
-            detail = stow_sr(pacs, sr)
+            detail = store_sr(pacs, sr, ctx.settings.dimse_ae_title)
             outcome["servers"][pacs.name] = {"status": STORED, "detail": detail, "at": now}
             log.info("job %s: report SR %s stored to PACS %s", job_id, sr.SOPInstanceUID, pacs.name)
         except PacsUnavailable as exc:

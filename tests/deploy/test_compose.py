@@ -42,8 +42,8 @@ def test_the_test_stack_is_every_service_on_the_host_network_and_loopback() -> N
         assert TEST[name]["network_mode"] == "host", name
         assert all(h.endswith(":127.0.0.1") for h in TEST[name]["extra_hosts"]), name
         # every name a configuration file uses resolves to loopback
-        assert {h.split(":")[0] for h in TEST[name]["extra_hosts"]} >= set(BASE) - {"reconciler", "grafana"}
-    for name in ("gateway", "ingestion", "inference", "formatting", "qa", "reconciler"):
+        assert {h.split(":")[0] for h in TEST[name]["extra_hosts"]} >= set(BASE) - {"reconciler", "dimse", "grafana"}
+    for name in ("gateway", "ingestion", "inference", "formatting", "qa", "reconciler", "dimse"):
         env = TEST[name]["environment"]
         assert env["DATABASE_URL"].endswith("@postgres:15432/cxr") and env["REDIS_URL"] == "redis://redis:16379/0"
         assert env["CXR_METRICS_HOST"] == "127.0.0.1"

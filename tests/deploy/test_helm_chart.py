@@ -16,7 +16,7 @@ import yaml
 CHART = Path(__file__).resolve().parents[2] / "helm" / "cxr-report"
 K8S_VERSION = "1.30.0"  # the oldest minor the chart is validated against (Chart.yaml asks >= 1.27)
 STEPS = ("ingestion", "inference", "formatting", "qa")
-SERVICES = ("gateway", *STEPS, "reconciler")
+SERVICES = ("gateway", *STEPS, "reconciler", "dimse")
 
 
 def render(values: dict | None = None) -> list[dict]:
@@ -110,7 +110,7 @@ def test_autoscaling_is_an_hpa_per_service_or_keda_on_queue_depth() -> None:
     docs = render()
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     targets = {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()}
-    assert targets == {n for n, d in by_kind(docs, "Deployment").items() if component(d) != "reconciler"}
+    assert targets == {n for n, d in by_kind(docs, "Deployment").items() if component(d) not in ("reconciler", "dimse")}
     assert not by_kind(docs, "ScaledObject")
     # an autoscaled Deployment leaves replicas to its autoscaler (helm upgrades would fight it otherwise)
     assert all("replicas" not in by_kind(docs, "Deployment")[t]["spec"] for t in targets)
@@ -138,12 +138,18 @@ def test_disruption_budgets_select_their_pods_and_never_block_a_drain_of_one_wor
     assert all(pdbs[s]["maxUnavailable"] == 1 for s in STEPS)  # a single worker may be evicted; its queue waits
 
 
-def test_the_service_routes_to_the_gateway_pods() -> None:
-    docs = render()
-    (svc,) = by_kind(docs, "Service").values()
-    gateway = next(d for d in by_kind(docs, "Deployment").values() if component(d) == "gateway")
-    assert svc["spec"]["selector"].items() <= gateway["spec"]["template"]["metadata"]["labels"].items()
-    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+def test_the_services_route_to_the_gateway_and_dimse_pods() -> None:
+    docs = render({"dimse": {"allowedCallingAETs": ["ORTHANC", "CR1"]}})
+    services = {component(s): s for s in by_kind(docs, "Service").values()}
+    deployments = {component(d): d for d in by_kind(docs, "Deployment").values()}
+    assert set(services) == {"gateway", "dimse"}
+    for name, port in (("gateway", "http"), ("dimse", "dicom")):
+        pod = deployments[name]["spec"]["template"]
+        assert services[name]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        assert services[name]["spec"]["ports"][0]["targetPort"] == port
+    env = {e["name"]: e["value"] for e in deployments["dimse"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CXR_DIMSE_ALLOWED_CALLING_AETS"] == '["ORTHANC","CR1"]'
+    assert "dimse" not in {component(d) for d in by_kind(render({"dimse": {"enabled": False}}), "Deployment").values()}
 
 
 def test_secret_and_claim_come_from_the_chart_or_from_what_exists() -> None:

@@ -210,13 +210,28 @@ def test_hallucinations_fire_the_production_rule_and_pause_automation_through_a_
                            f"--cluster.listen-address=127.0.0.1:{am_cluster}"],
                           stdout=am_log, stderr=subprocess.STDOUT, start_new_session=True)
     (tmp_path / "e2e-rules.yml").write_text(yaml.safe_dump(_hallucination_rule_for_a_test()))
-    prom, _ = _prometheus(tmp_path, {"qa": f"127.0.0.1:{qa_port}"}, platform.base_url.removeprefix("http://"), ops,
-                          rules=tmp_path / "e2e-rules.yml", alertmanager=f"127.0.0.1:{am_port}")
+    prom, prom_url = _prometheus(tmp_path, {"qa": f"127.0.0.1:{qa_port}"}, platform.base_url.removeprefix("http://"),
+                                 ops, rules=tmp_path / "e2e-rules.yml", alertmanager=f"127.0.0.1:{am_port}")
+
+    def scraped(expr: str, value: float) -> None:
+        """Waits until Prometheus has scraped `expr` at `value` (increase() needs the counters seen
+        before they grow, so each study waits for the previous one to be scraped)."""
+        deadline, seen = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            try:
+                seen = _query(prom_url, expr)
+            except (httpx.HTTPError, AssertionError):
+                seen = None
+            if seen and float(seen[0]["value"][1]) == value:
+                return
+            time.sleep(0.5)
+        pytest.fail(f"Prometheus did not see {expr} == {value} (last: {seen})")
+
     try:
         assert httpx.get(f"{platform.base_url}/api/v1/ops/automation", headers=platform.headers).json()["mode"] \
             == "automatic"
-        # Two studies, one after the other: increase() needs the counters seen before they grow.
-        for _ in range(2):
+        scraped('up{job="cxr-qa"}', 1)
+        for n in (1, 2):
             study, dicom = chest_dicom()
             assert stow(platform.base_url, dicom, platform.headers).status_code == 200
             assert httpx.post(f"{platform.base_url}/api/v1/studies/{study}/report", headers=platform.headers,
@@ -225,7 +240,7 @@ def test_hallucinations_fire_the_production_rule_and_pause_automation_through_a_
                           headers=platform.headers, timeout=90).json()
             assert any(x.startswith("disagreement:") and "not detected by the detection head" in x
                        for x in r["review_reasons"]), r["review_reasons"]
-            time.sleep(3)  # scraped (every second) before the next
+            scraped("sum(cxr_reports_total)", n)
         deadline = time.monotonic() + 90
         state = {}
         while time.monotonic() < deadline:

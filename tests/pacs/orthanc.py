@@ -107,7 +107,8 @@ class Orthanc:
 
 
 def write_config(root: Path, port: int, password: str, *, gateway_url: str | None = None,
-                 gateway_key: str | None = None, stable_age_s: int = 60, forward_lua: bool = False) -> Path:
+                 gateway_key: str | None = None, stable_age_s: int = 60, forward_lua: bool = False,
+                 modalities: dict[str, list] | None = None, dicom_port: int | None = None) -> Path:
     config = json.loads(CONFIG_TEMPLATE.read_text())
     config = copy.deepcopy(config)
     storage = root / "storage"
@@ -122,8 +123,14 @@ def write_config(root: Path, port: int, password: str, *, gateway_url: str | Non
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": True,
         "RegisteredUsers": {USER: password},
-        "DicomServerEnabled": False,
+        # a DICOM listener (C-STORE SCP as ORTHANC, called AE checked) only where a test asks for one
+        "DicomServerEnabled": dicom_port is not None,
+        "DicomPort": dicom_port or 4242,
+        "DicomAet": "ORTHANC",
+        "DicomCheckCalledAet": True,
         "StableAge": stable_age_s,
+        # DICOM peers Orthanc sends to as a C-STORE SCU (no listener of its own is needed for that)
+        "DicomModalities": modalities or {},
     })
     config["DicomWeb"]["Servers"] = (
         # A PACS authenticates to the gateway with a `pacs` API key in a header (docs/security.md).

@@ -1,0 +1,1 @@
+"""The DICOM DIMSE service: a C-STORE / C-ECHO SCP (libs/dimse/scp.py)."""
