@@ -36,15 +36,17 @@ services-check:
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
 	  echo "starting postgresql"; pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; sleep 2; fi
 
-# The PACS tests (tests/pacs) run a real Orthanc with its DICOMweb plugin: Debian's packages, installed
-# once (apt-get update only when one is missing). On a host with systemd the package also starts a
-# system Orthanc on 8042/4242; the tests do not use it (each starts its own on a free loopback port).
+# The PACS tests (tests/pacs, tests/dimse) run a real Orthanc with its DICOMweb plugin and dcmtk's
+# echoscu / storescu / dsrdump: Debian's packages, installed once (apt-get update only when one is
+# missing). On a host with systemd the package also starts a system Orthanc on 8042/4242; the tests
+# do not use it (each starts its own on a free loopback port).
 ORTHANC_DICOMWEB_PLUGIN := /usr/share/orthanc/plugins/libOrthancDicomWeb.so
 orthanc:
-	@if { [ -x /usr/sbin/Orthanc ] || command -v Orthanc >/dev/null 2>&1; } && [ -f $(ORTHANC_DICOMWEB_PLUGIN) ]; then :; else \
-	  echo "installing Debian packages orthanc orthanc-dicomweb"; \
+	@if { [ -x /usr/sbin/Orthanc ] || command -v Orthanc >/dev/null 2>&1; } && [ -f $(ORTHANC_DICOMWEB_PLUGIN) ] \
+	    && command -v storescu >/dev/null 2>&1 && command -v dsrdump >/dev/null 2>&1; then :; else \
+	  echo "installing Debian packages orthanc orthanc-dicomweb dcmtk"; \
 	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb dcmtk; \
 	fi
 
 # promtool and amtool check the alert rules and Alertmanager's routes (tests/deploy), and the

@@ -66,6 +66,22 @@ class DimseDestination(BaseModel):
     store_results: bool = True
 
 
+class Hl7Destination(BaseModel):
+    """A RIS / EHR that takes each report as an HL7 v2.5.1 ORU^R01 over MLLP (docs/pacs.md, HL7)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    host: str
+    port: int = Field(ge=1, le=65535)
+    receiving_application: str = Field(default="", max_length=180, description="MSH-5")
+    receiving_facility: str = Field(default="", max_length=180, description="MSH-6")
+    timeout_s: float = Field(default=10.0, gt=0, description="connect and wait-for-ACK timeout")
+    retries: int = Field(default=3, ge=0, le=10, description="re-sends after no ACK or an AE/CE ACK, per attempt")
+    backoff_s: float = Field(default=1.0, ge=0, description="first retry delay; doubles each retry")
+    store_results: bool = True
+
+
 def load_pacs_file(path: Path) -> list[PacsServer]:
     """A YAML or JSON file: a list of servers, or {"pacs": [...]}. ${VAR} is taken from the environment."""
     import yaml
@@ -159,6 +175,13 @@ class Settings(BaseSettings):
     dimse_acse_timeout_s: float = Field(default=30.0, gt=0)
     dimse_network_timeout_s: float = Field(default=60.0, gt=0)
     dimse_max_associations: int = Field(default=10, ge=1, le=100)
+    # HL7 v2 results (docs/pacs.md, HL7): ORU^R01 over MLLP to each destination, with the SRs.
+    hl7_destinations: list[Hl7Destination] = Field(
+        default_factory=list, description="RIS / EHR systems that take ORU^R01 over MLLP (a JSON list in the environment)")
+    hl7_sending_application: str = Field(default="CXR_REPORT", max_length=180, description="MSH-3")
+    hl7_sending_facility: str = Field(default="", max_length=180, description="MSH-4")
+    hl7_service_code: str = Field(default="18748-4^Diagnostic imaging study^LN",
+                                  description="OBR-4 universal service identifier (code^text^system)")
     dimse_destinations: list[DimseDestination] = Field(
         default_factory=list, description="PACS that take the report SRs by C-STORE (a JSON list in the environment)")
     # FHIR (docs/fhir.md): an external FHIR R4 server reports are pushed to (python -m libs.fhir.push).
@@ -206,9 +229,10 @@ class Settings(BaseSettings):
                 connect_timeout_s=self.pacs_connect_timeout_s, read_timeout_s=self.pacs_read_timeout_s,
                 retries=self.pacs_retries, store_results=self.pacs_store_results,
             ))
-        names = [p.name for p in servers] + [d.name for d in self.dimse_destinations]
+        names = ([p.name for p in servers] + [d.name for d in self.dimse_destinations]
+                 + [h.name for h in self.hl7_destinations])
         if len(set(names)) != len(names):
-            raise ValueError(f"PACS names (DICOMweb servers and DIMSE destinations together) must be unique: {names}")
+            raise ValueError(f"PACS names (DICOMweb, DIMSE and HL7 destinations together) must be unique: {names}")
         self.pacs = servers
         self.pacs_config = None
         self.pacs_url = None
@@ -219,9 +243,11 @@ class Settings(BaseSettings):
         return [p for p in self.pacs if p.pull]
 
     @property
-    def result_servers(self) -> list[PacsServer | DimseDestination]:
-        """Where each report SR is stored: DICOMweb servers (STOW-RS) and DIMSE destinations (C-STORE)."""
-        return [p for p in self.pacs if p.store_results] + [d for d in self.dimse_destinations if d.store_results]
+    def result_servers(self) -> list[PacsServer | DimseDestination | Hl7Destination]:
+        """Where each finished report goes: DICOMweb servers (SR by STOW-RS), DIMSE destinations (SR by
+        C-STORE) and HL7 destinations (ORU^R01 over MLLP)."""
+        return ([p for p in self.pacs if p.store_results] + [d for d in self.dimse_destinations if d.store_results]
+                + [h for h in self.hl7_destinations if h.store_results])
 
     @property
     def sqlalchemy_url(self) -> str:

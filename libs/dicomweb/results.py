@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from libs.core.config import DimseDestination, PacsServer
+from libs.core.config import DimseDestination, Hl7Destination, PacsServer
 from libs.dicomweb.client import PacsUnavailable, describe, make_client
 from libs.domain.job import JobState
 from libs.domain.report import Report
@@ -88,12 +88,30 @@ def stow_sr(pacs: PacsServer, sr) -> str:  # noqa: ANN001 - a pydicom Dataset
     return "stored" + (f" (warning reason {warning})" if warning is not None else "")
 
 
-def store_sr(target: PacsServer | DimseDestination, sr, calling_ae_title: str) -> str:  # noqa: ANN001
-    """One SR to one result destination, by its protocol; raises PacsUnavailable."""
+def store_sr(target: PacsServer | DimseDestination | Hl7Destination, sr, settings, job: JobRow | None = None) -> str:  # noqa: ANN001
+    """The finished report to one destination, by its protocol: the SR by STOW-RS or C-STORE, or an
+    ORU^R01 over MLLP (built from the report and the SR's patient and study attributes, which the SR
+    copied from the source images). Raises PacsUnavailable with the reason."""
     if isinstance(target, DimseDestination):
         from libs.dimse.scu import cstore
 
-        return cstore(target, sr, calling_ae_title)
+        return cstore(target, sr, settings.dimse_ae_title)
+    if isinstance(target, Hl7Destination):
+        from libs.hl7.mllp import HL7Unavailable, send
+        from libs.hl7.oru import OruHeader, build_oru_r01, control_id, to_er7
+
+        if job is None:
+            raise ValueError("an ORU^R01 needs the job")
+        output = job.model_output or {}
+        report = Report.model_validate(job.report)
+        model = f"{output.get('model_name') or 'unknown model'} {output.get('model_version') or report.model_version}"
+        header = OruHeader(settings.hl7_sending_application, settings.hl7_sending_facility,
+                           target.receiving_application, target.receiving_facility, settings.hl7_service_code)
+        message = to_er7(build_oru_r01(report, sr, job.id, header, model))
+        try:
+            return send(target, message, control_id(job.id))
+        except HL7Unavailable as exc:
+            raise PacsUnavailable(exc.reason) from exc
     return stow_sr(target, sr)
 
 
@@ -135,7 +153,7 @@ def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
             continue
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         try:
-            detail = store_sr(pacs, sr, ctx.settings.dimse_ae_title)
+            detail = store_sr(pacs, sr, ctx.settings, job)
             outcome["servers"][pacs.name] = {"status": STORED, "detail": detail, "at": now}
             log.info("job %s: report SR %s stored to PACS %s", job_id, sr.SOPInstanceUID, pacs.name)
         except PacsUnavailable as exc:

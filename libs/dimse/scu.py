@@ -9,13 +9,13 @@ the whole store-back again later, up to CXR_RESULTS_MAX_ATTEMPTS (docs/reliabili
 from __future__ import annotations
 
 import logging
-import time
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
 from libs.core.config import DimseDestination
+from libs.core.retry import attempts
 from libs.dicomweb.client import PacsUnavailable
 
 log = logging.getLogger(__name__)
@@ -25,11 +25,8 @@ _WARNING = (0x0001, 0xB000, 0xB006, 0xB007)  # PS3.4 B.2.3: stored, with a warni
 
 def cstore(dest: DimseDestination, ds: Dataset, calling_ae_title: str) -> str:
     """Sends one instance; returns a short detail line or raises PacsUnavailable with the reason."""
-    delay, last = dest.backoff_s, "no attempt"
-    for attempt in range(dest.retries + 1):
-        if attempt:
-            time.sleep(delay)
-            delay *= 2
+    last = "no attempt"
+    for attempt in attempts(dest.retries, dest.backoff_s):
         ae = AE(ae_title=dest.calling_ae_title or calling_ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = dest.timeout_s
         ae.connection_timeout = dest.timeout_s

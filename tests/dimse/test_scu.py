@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from libs.core.config import DimseDestination
+from libs.core.config import DimseDestination, Settings
 from libs.dicomweb.client import PacsUnavailable
 from libs.dicomweb.results import store_sr
 from libs.sr import ModelIdentity, build_report_sr
@@ -40,7 +40,7 @@ def _dicom_port(orthanc) -> int:  # noqa: ANN001
 def test_the_report_sr_is_stored_in_orthanc_over_dimse(orthanc) -> None:  # noqa: ANN001
     sr = _sr()
     dest = DimseDestination(name="pacs-dimse", ae_title="ORTHANC", host="127.0.0.1", port=_dicom_port(orthanc))
-    assert store_sr(dest, sr, "CXR_REPORT") == "stored (C-STORE)"
+    assert store_sr(dest, sr, Settings()) == "stored (C-STORE)"
     with orthanc.client() as c:
         (found,) = c.post("/tools/lookup", content=str(sr.SOPInstanceUID)).json()
         stored = pydicom.dcmread(io.BytesIO(c.get(f"/instances/{found['ID']}/file").content))
@@ -53,11 +53,11 @@ def test_a_wrong_called_ae_title_is_a_refusal_after_the_retries(orthanc) -> None
     dest = DimseDestination(name="pacs-dimse", ae_title="NOT_ORTHANC", host="127.0.0.1", port=_dicom_port(orthanc),
                             retries=1, backoff_s=0)
     with pytest.raises(PacsUnavailable, match="association rejected"):
-        store_sr(dest, _sr(), "CXR_REPORT")
+        store_sr(dest, _sr(), Settings())
 
 
 def test_an_unreachable_pacs_is_unavailable() -> None:
     dest = DimseDestination(name="gone", ae_title="PACS", host="127.0.0.1", port=free_port(), retries=1,
                             backoff_s=0, timeout_s=2)
     with pytest.raises(PacsUnavailable, match="unreachable"):
-        store_sr(dest, _sr(), "CXR_REPORT")
+        store_sr(dest, _sr(), Settings())
