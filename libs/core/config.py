@@ -156,6 +156,14 @@ class Settings(BaseSettings):
     pacs_read_timeout_s: float = Field(default=60.0, gt=0)
     pacs_retries: int = Field(default=3, ge=0, le=10)
     pacs_store_results: bool = False
+    # Which report SRs go to the DICOM result destinations (docs/pacs.md, "Results back to the PACS"):
+    # "text" = the narrative report (Comprehensive SR after TID 2000: what every PACS viewer shows as
+    # the report), "tid1500" = the IHE AI Results measurement report (each assessed observation coded,
+    # with its probability, region and algorithm: what AI-result viewers such as OHIF read). Both by
+    # default: neither replaces the other for its readers.
+    sr_templates: list[Literal["text", "tid1500"]] = Field(
+        default_factory=lambda: ["text", "tid1500"], min_length=1,
+        description="report SRs stored back: text (TID 2000 pattern) and/or tid1500 (a JSON list in the environment)")
     # Studies pushed with STOW-RS get a job on their own once no instance arrived for this long.
     auto_report_on_stable: bool = False
     stable_study_age_s: float = Field(default=60.0, ge=0)

@@ -9,7 +9,8 @@ outcome of each attempt goes on the job:
 
     results_state: stored (every server took it) | partial (some did) | failed (none did)
                    | dead (partial or failed on attempt `results_max_attempts`: a dead letter)
-    results: {"sr_series_uid", "sr_instance_uid", "attempts", "attempted_at",
+    results: {"sr_series_uid", "sr_instance_uid" (the first SR), "srs": [{"template", "series_uid",
+              "instance_uid"}] (one per CXR_SR_TEMPLATES entry), "attempts", "attempted_at",
               "servers": {name: {"status", "detail", "at"}}}
 
 A partial or failed store-back is not left so: the reconciler (libs/pipeline/reconcile.py) sets it
@@ -44,11 +45,13 @@ PENDING, STORED, PARTIAL, FAILED, DEAD = (crud.RESULTS_PENDING, crud.RESULTS_STO
                                          crud.RESULTS_FAILED, crud.RESULTS_DEAD)
 
 
-def build_job_sr(job: JobRow, ctx):  # noqa: ANN001, ANN201 - PipelineContext -> ComprehensiveSR
-    """The job's report as an SR whose evidence is the images the report was drafted from."""
+def build_job_srs(job: JobRow, ctx) -> list:  # noqa: ANN001 - PipelineContext -> [ComprehensiveSR]
+    """The job's report SRs, one per CXR_SR_TEMPLATES entry (text, tid1500), in that order; their
+    evidence is the images the report was drafted from and their UIDs derive from the job."""
     import pydicom
 
     from libs.sr import ModelIdentity, build_report_sr, sr_uids
+    from libs.sr.measurement_report import build_measurement_report_sr, measurement_report_uids
 
     report = Report.model_validate(job.report)
     request = ReportRequest.model_validate(job.request)
@@ -63,9 +66,18 @@ def build_job_sr(job: JobRow, ctx):  # noqa: ANN001, ANN201 - PipelineContext ->
     output = job.model_output or {}
     model = ModelIdentity(name=str(output.get("model_name") or "unknown model"),
                           version=str(output.get("model_version") or report.model_version))
-    series_uid, sop_uid = sr_uids(job.id)
-    return build_report_sr(report, sources, model=model, series_instance_uid=series_uid,
-                           sop_instance_uid=sop_uid, read_instance_uid=job.instance_uid)
+    builders = {"text": (build_report_sr, sr_uids), "tid1500": (build_measurement_report_sr, measurement_report_uids)}
+    srs = []
+    for template in dict.fromkeys(ctx.settings.sr_templates):
+        build, uids = builders[template]
+        series_uid, sop_uid = uids(job.id)
+        srs.append(build(report, sources, model=model, series_instance_uid=series_uid, sop_instance_uid=sop_uid,
+                         read_instance_uid=job.instance_uid))
+    return srs
+
+
+def _sends_srs(target: object) -> bool:
+    return isinstance(target, (PacsServer, DimseDestination))
 
 
 def stow_sr(pacs: PacsServer, sr) -> str:  # noqa: ANN001 - a pydicom Dataset
@@ -140,22 +152,30 @@ def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
     previous: dict[str, Any] = dict((job.results or {}).get("servers") or {})
     attempts = crud.results_attempts(job.results)
     try:
-        sr = build_job_sr(job, ctx)
+        srs = build_job_srs(job, ctx)
     except Exception as exc:  # noqa: BLE001 - e.g. a source file gone; retried like a PACS that is down
         log.warning("job %s: report SR not built: %s", job_id, exc)
         return _record(ctx, job_id, FAILED, {
             "attempts": attempts, "servers": previous,
             "error": f"the report SR could not be built: {type(exc).__name__}: {exc}"[:500]})
-    outcome: dict[str, Any] = {"sr_series_uid": str(sr.SeriesInstanceUID),
-                               "sr_instance_uid": str(sr.SOPInstanceUID), "attempts": attempts, "servers": previous}
+    templates = list(dict.fromkeys(ctx.settings.sr_templates))
+    outcome: dict[str, Any] = {
+        "sr_series_uid": str(srs[0].SeriesInstanceUID), "sr_instance_uid": str(srs[0].SOPInstanceUID),
+        "srs": [{"template": t, "series_uid": str(sr.SeriesInstanceUID), "instance_uid": str(sr.SOPInstanceUID)}
+                for t, sr in zip(templates, srs)],
+        "attempts": attempts, "servers": previous}
     for pacs in servers:
         if previous.get(pacs.name, {}).get("status") == STORED:
             continue
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         try:
-            detail = store_sr(pacs, sr, ctx.settings, job)
+            # DICOM destinations take every SR (each is kept once: its UIDs are the job's); the others
+            # (HL7, FHIR) one message built from the report, with the patient and study of the SR.
+            details = [store_sr(pacs, sr, ctx.settings, job) for sr in (srs if _sends_srs(pacs) else srs[:1])]
+            detail = details[0] if len(set(details)) == 1 else "; ".join(
+                f"{t}: {d}" for t, d in zip(templates, details))
             outcome["servers"][pacs.name] = {"status": STORED, "detail": detail, "at": now}
-            log.info("job %s: report SR %s stored to PACS %s", job_id, sr.SOPInstanceUID, pacs.name)
+            log.info("job %s: report stored to %s (%s)", job_id, pacs.name, detail)
         except PacsUnavailable as exc:
             outcome["servers"][pacs.name] = {"status": FAILED, "detail": exc.reason, "at": now}
             log.warning("job %s: report SR not stored: %s", job_id, exc.reason)

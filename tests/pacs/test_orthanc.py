@@ -8,6 +8,7 @@ Celery-retry variant with real worker processes is in test_orthanc_queue.py.
 from __future__ import annotations
 
 import io
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 
 from libs.dicomweb.client import make_client
 from libs.dicomweb.pull import pull_study
-from libs.sr import sr_uids
+from libs.sr import measurement_report_uids, sr_uids
 from libs.sr.codes import OBSERVATION_CODES
 from libs.storage.models import InstanceRow, JobRow
 from services.gateway import create_app
@@ -169,7 +170,11 @@ def test_report_sr_stored_back_and_read_again_from_orthanc(orthanc: Orthanc, che
     # Read it back over WADO-RS, as any DICOMweb viewer would, and parse it with highdicom.
     web = make_client(settings.pacs[0])
     found = web.search_for_series(study_instance_uid=chest_study.study_uid, search_filters={"Modality": "SR"})
-    assert [s["0020000E"]["Value"][0] for s in found] == [series_uid]
+    tid1500_series, tid1500_uid = measurement_report_uids(report["job_id"])
+    assert sorted(s["0020000E"]["Value"][0] for s in found) == sorted([series_uid, tid1500_series])
+    assert [(s["template"], s["instance_uid"]) for s in results["srs"]] == [("text", sop_uid),
+                                                                           ("tid1500", tid1500_uid)]
+    _check_measurement_report(web, chest_study, report, tid1500_series, tid1500_uid, tmp_path)
     retrieved = web.retrieve_instance(chest_study.study_uid, series_uid, sop_uid)
     buf = io.BytesIO()
     retrieved.save_as(buf, enforce_file_format=True)
@@ -201,6 +206,32 @@ def test_report_sr_stored_back_and_read_again_from_orthanc(orthanc: Orthanc, che
 
     ctx = PipelineContext.from_settings(fresh)
     assert pull_study(ctx.engine, fresh, chest_study.study_uid).fetched == 2
+
+
+def _check_measurement_report(web, chest_study: ChestStudy, report: dict, series_uid: str, sop_uid: str,  # noqa: ANN001
+                              tmp_path: Path) -> None:
+    """The TID 1500 SR as Orthanc gives it back: highdicom reads its measurement groups, one per
+    assessed observation, with the report's probabilities and calls; dcmtk's dsrdump reads it with
+    no error and names the templates."""
+    retrieved = web.retrieve_instance(chest_study.study_uid, series_uid, sop_uid)
+    path = tmp_path / "tid1500.dcm"
+    retrieved.save_as(path, enforce_file_format=True)
+    sr = hd.sr.srread(path)
+    assert sr.PreliminaryFlag == "PRELIMINARY" and sr.VerificationFlag == "UNVERIFIED"
+    content = hd.sr.MeasurementReport.from_sequence([sr])  # the root item is the SR itself
+    groups = content.get_image_measurement_groups() + content.get_planar_roi_measurement_groups()
+    by_label = {g.tracking_identifier.split(" (")[0]: g for g in groups}
+    assert report["observations"] and set(by_label) == {o["label"] for o in report["observations"]}
+    for obs in report["observations"]:
+        group = by_label[obs["label"]]
+        (probability,) = group.get_measurements()
+        assert probability.value == pytest.approx(100 * obs["probability"], abs=0.01)
+        calls = [e.value.meaning for e in group.get_qualitative_evaluations()
+                 if e.name.value == OBSERVATION_CODES[obs["label"]].value]
+        assert calls == ["Present" if obs["present"] else "Absent"]
+    dump = subprocess.run(["dsrdump", "+Pt", str(path)], capture_output=True, text=True, timeout=60)
+    assert dump.returncode == 0 and not dump.stderr.strip(), dump.stderr
+    assert "# TID 1500 (DCMR)" in dump.stdout
 
 
 @pytest.mark.parametrize("kind", ["down", "timeout"])
