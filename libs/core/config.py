@@ -82,6 +82,20 @@ class Hl7Destination(BaseModel):
     store_results: bool = True
 
 
+class FhirDestination(BaseModel):
+    """An external FHIR R4 server each finished report is pushed to, as one transaction Bundle
+    (libs/fhir/push.py; docs/fhir.md, "Pushing to a FHIR server")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    base_url: str = Field(pattern=r"^https?://", description="the server's FHIR R4 base, e.g. https://fhir.example.org/r4")
+    timeout_s: float = Field(default=10.0, gt=0, description="per-request timeout")
+    retries: int = Field(default=3, ge=0, le=20, description="re-posts after a transport error, 408, 429 or 5xx, per attempt")
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry delay; doubles each retry (Retry-After honoured)")
+    store_results: bool = True
+
+
 def load_pacs_file(path: Path) -> list[PacsServer]:
     """A YAML or JSON file: a list of servers, or {"pacs": [...]}. ${VAR} is taken from the environment."""
     import yaml
@@ -192,8 +206,16 @@ class Settings(BaseSettings):
                                   description="OBR-4 universal service identifier (code^text^system)")
     dimse_destinations: list[DimseDestination] = Field(
         default_factory=list, description="PACS that take the report SRs by C-STORE (a JSON list in the environment)")
-    # FHIR (docs/fhir.md): an external FHIR R4 server reports are pushed to (python -m libs.fhir.push).
-    fhir_push_url: str | None = Field(default=None, description="FHIR R4 base URL to push reports to; unset: no push")
+    # FHIR (docs/fhir.md). The project's own extension, CodeSystem, NamingSystem and SearchParameter URLs
+    # all derive from one canonical base: a hospital that publishes the resources sets its own.
+    fhir_definitions_base_url: str = Field(
+        default="https://cxr-report.dev/fhir", pattern=r"^(https?://|urn:)\S+$",
+        description="canonical base of the project-defined FHIR extensions, code systems and identifier systems")
+    # External FHIR R4 servers each finished report is pushed to, like the PACS result destinations: a
+    # list (CXR_FHIR_DESTINATIONS as JSON) and/or one from CXR_FHIR_PUSH_URL (named "fhir").
+    fhir_destinations: list[FhirDestination] = Field(
+        default_factory=list, description="FHIR R4 servers reports are pushed to (a JSON list in the environment)")
+    fhir_push_url: str | None = Field(default=None, description="FHIR R4 base URL of one destination named \"fhir\"")
     fhir_push_retries: int = Field(default=3, ge=0, le=20)
     fhir_push_timeout_s: float = Field(default=10.0, gt=0)
 
@@ -237,13 +259,19 @@ class Settings(BaseSettings):
                 connect_timeout_s=self.pacs_connect_timeout_s, read_timeout_s=self.pacs_read_timeout_s,
                 retries=self.pacs_retries, store_results=self.pacs_store_results,
             ))
+        fhir = list(self.fhir_destinations)
+        if self.fhir_push_url:
+            fhir.append(FhirDestination(name="fhir", base_url=self.fhir_push_url, retries=self.fhir_push_retries,
+                                        timeout_s=self.fhir_push_timeout_s))
         names = ([p.name for p in servers] + [d.name for d in self.dimse_destinations]
-                 + [h.name for h in self.hl7_destinations])
+                 + [h.name for h in self.hl7_destinations] + [f.name for f in fhir])
         if len(set(names)) != len(names):
-            raise ValueError(f"PACS names (DICOMweb, DIMSE and HL7 destinations together) must be unique: {names}")
+            raise ValueError(f"PACS names (DICOMweb, DIMSE, HL7 and FHIR destinations together) must be unique: {names}")
         self.pacs = servers
         self.pacs_config = None
         self.pacs_url = None
+        self.fhir_destinations = fhir
+        self.fhir_push_url = None
         return self
 
     @property
@@ -251,11 +279,12 @@ class Settings(BaseSettings):
         return [p for p in self.pacs if p.pull]
 
     @property
-    def result_servers(self) -> list[PacsServer | DimseDestination | Hl7Destination]:
+    def result_servers(self) -> list[PacsServer | DimseDestination | Hl7Destination | FhirDestination]:
         """Where each finished report goes: DICOMweb servers (SR by STOW-RS), DIMSE destinations (SR by
-        C-STORE) and HL7 destinations (ORU^R01 over MLLP)."""
+        C-STORE), HL7 destinations (ORU^R01 over MLLP) and FHIR servers (a transaction Bundle)."""
         return ([p for p in self.pacs if p.store_results] + [d for d in self.dimse_destinations if d.store_results]
-                + [h for h in self.hl7_destinations if h.store_results])
+                + [h for h in self.hl7_destinations if h.store_results]
+                + [f for f in self.fhir_destinations if f.store_results])
 
     @property
     def sqlalchemy_url(self) -> str:

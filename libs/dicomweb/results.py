@@ -1,5 +1,7 @@
-"""Storing a finished report back to the PACS as a DICOM SR (STOW-RS, or C-STORE to a DIMSE
-destination: libs/dimse/scu.py), and recording the outcome.
+"""Delivering a finished report to each result destination, and recording the outcome: to the PACS
+as DICOM SRs (STOW-RS, or C-STORE to a DIMSE destination: libs/dimse/scu.py), to a RIS / EHR as an
+HL7 ORU^R01 over MLLP (libs/hl7), and to a FHIR R4 server as a transaction Bundle of the report's
+resources (libs/fhir/push.py). Every destination is retried, held and recorded alike.
 
 Runs after the QA step has committed the report (libs/pipeline/steps.py, `_store_results`), only
 for jobs whose `results_state` is `pending` (set together with the report when some PACS has
@@ -30,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from libs.core.config import DimseDestination, Hl7Destination, PacsServer
+from libs.core.config import DimseDestination, FhirDestination, Hl7Destination, PacsServer
 from libs.dicomweb.client import PacsUnavailable, describe, make_client
 from libs.domain.job import JobState
 from libs.domain.report import Report
@@ -100,10 +102,25 @@ def stow_sr(pacs: PacsServer, sr) -> str:  # noqa: ANN001 - a pydicom Dataset
     return "stored" + (f" (warning reason {warning})" if warning is not None else "")
 
 
-def store_sr(target: PacsServer | DimseDestination | Hl7Destination, sr, settings, job: JobRow | None = None) -> str:  # noqa: ANN001
-    """The finished report to one destination, by its protocol: the SR by STOW-RS or C-STORE, or an
+def store_sr(target: PacsServer | DimseDestination | Hl7Destination | FhirDestination, sr, settings,  # noqa: ANN001
+             job: JobRow | None = None) -> str:
+    """The finished report to one destination, by its protocol: the SR by STOW-RS or C-STORE, an
     ORU^R01 over MLLP (built from the report and the SR's patient and study attributes, which the SR
-    copied from the source images). Raises PacsUnavailable with the reason."""
+    copied from the source images), or the job's FHIR resources as a transaction Bundle (built as
+    GET /fhir builds them; the SR is not used). Raises PacsUnavailable with the reason."""
+    if isinstance(target, FhirDestination):
+        from libs.fhir.push import PushError, PushRejected, push_job
+
+        if job is None:
+            raise ValueError("a FHIR push needs the job")
+        try:
+            result = push_job(job.id, settings, destination=target)
+        except PushRejected as exc:  # a 4xx: recorded as failed with the server's diagnostics
+            raise PacsUnavailable(f"FHIR server {target.name!r} rejected the report with HTTP {exc.status}: "
+                                  f"{exc.detail}") from exc
+        except PushError as exc:  # PushFailed (transport errors, 408/429/5xx after the retries), no resources
+            raise PacsUnavailable(f"FHIR server {target.name!r}: {exc}") from exc
+        return f"pushed (HTTP {result.status}, {result.attempts} attempt(s))"
     if isinstance(target, DimseDestination):
         from libs.dimse.scu import cstore
 

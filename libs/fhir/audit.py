@@ -30,9 +30,10 @@ SECURITY_SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-ty
 PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 AUDIT_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-EXT_CHAIN_HASH = f"{codes.BASE}/StructureDefinition/audit-chain-hash"
-AGENT_SYSTEM = f"{codes.BASE}/NamingSystem/client"
-ENTITY_SYSTEM = f"{codes.BASE}/NamingSystem/entity"
+# The project's own URLs at the default base (audit_event takes the configured codes.Definitions).
+EXT_CHAIN_HASH = codes.DEFAULT.ext_audit_chain_hash
+AGENT_SYSTEM = codes.DEFAULT.audit_agent_system
+ENTITY_SYSTEM = codes.DEFAULT.audit_entity_system
 SOURCE_NAME = "cxr-report gateway"
 
 
@@ -60,13 +61,13 @@ def _recorded(at: dt.datetime) -> str:
     return aware.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def audit_event(row: AuditEventRow) -> dict[str, Any]:
+def audit_event(row: AuditEventRow, defs: codes.Definitions = codes.DEFAULT) -> dict[str, Any]:
     rest = row.http_status is not None
     subtype = _subtype(row)
     data: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": event_id(row.seq),
-        "extension": [{"url": EXT_CHAIN_HASH, "valueString": row.hash}],
+        "extension": [{"url": defs.ext_audit_chain_hash, "valueString": row.hash}],
         "type": ({"system": AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"} if rest
                  else {"system": DCM, "code": "110100", "display": "Application Activity"}),
         "action": row.action,
@@ -76,7 +77,7 @@ def audit_event(row: AuditEventRow) -> dict[str, Any]:
             {
                 "type": {"coding": [{"system": PARTICIPATION_TYPE, "code": "AUT",
                                      "display": "author (originator)"}]},
-                "who": {"identifier": {"system": AGENT_SYSTEM, "value": f"{row.agent_type}:{row.agent_id}"}},
+                "who": {"identifier": {"system": defs.audit_agent_system, "value": f"{row.agent_type}:{row.agent_id}"}},
                 "requestor": True,
                 **({"network": {"address": row.source_address, "type": "2"}} if row.source_address else {}),
             },
@@ -89,7 +90,7 @@ def audit_event(row: AuditEventRow) -> dict[str, Any]:
         ],
         "source": {"observer": {"display": SOURCE_NAME},
                    "type": [{"system": SECURITY_SOURCE_TYPE, "code": "4", "display": "Application Server"}]},
-        "entity": [_entity(row)],
+        "entity": [_entity(row, defs)],
     }
     if subtype is not None and rest:
         data["subtype"] = [{"system": RESTFUL_INTERACTION, "code": subtype}]
@@ -99,10 +100,10 @@ def audit_event(row: AuditEventRow) -> dict[str, Any]:
     return to_json(resource)
 
 
-def _entity(row: AuditEventRow) -> dict[str, Any]:
+def _entity(row: AuditEventRow, defs: codes.Definitions) -> dict[str, Any]:
     what = f"{row.entity_type}/{row.entity_id}" if row.entity_id else row.entity_type
     entity: dict[str, Any] = {
-        "what": {"identifier": {"system": ENTITY_SYSTEM, "value": what}},
+        "what": {"identifier": {"system": defs.audit_entity_system, "value": what}},
         "type": {"system": AUDIT_ENTITY_TYPE, "code": "2", "display": "System Object"},
         "description": f"{row.operation}" + (f" (HTTP {row.http_status})" if row.http_status else ""),
     }

@@ -11,6 +11,12 @@ One reviewed job gives:
 - a `Device` for the model (name and version);
 - a `Provenance` recording that the Device authored the report and its Observations.
 
+The DiagnosticReport and every Observation (the AI-generated content) carry the security label
+`meta.security` = v3-ObservationValue AIAST "Artificial Intelligence asserted" (HL7 AI Transparency on
+FHIR); the Device and the Provenance describe the AI rather than assert anything clinical, and do not.
+The project's own extension, code-system and identifier-system URLs come from `codes.Definitions`
+(CXR_FHIR_DEFINITIONS_BASE_URL; `build_resources(src, defs)`), the default base when none is given.
+
 Only elements that are the same in FHIR R4 (4.0.1) and R4B (4.3.0) are used, so the JSON is valid R4.
 
 The subject is pseudonymous: the platform never stores patient identity (no name, ID or birth date),
@@ -85,10 +91,10 @@ def study_pseudonym(study_uid: str) -> str:
     return "study-" + hashlib.sha256(study_uid.encode("ascii", "replace")).hexdigest()[:32]
 
 
-def subject_reference(study_uid: str) -> dict[str, Any]:
+def subject_reference(study_uid: str, defs: codes.Definitions = codes.DEFAULT) -> dict[str, Any]:
     return {
         "type": "Patient",
-        "identifier": {"system": codes.SUBJECT_SYSTEM, "value": study_pseudonym(study_uid)},
+        "identifier": {"system": defs.subject_system, "value": study_pseudonym(study_uid)},
         "display": "Pseudonymous subject (patient identity is not stored)",
     }
 
@@ -153,6 +159,11 @@ def _instant(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _ai_asserted() -> dict[str, Any]:
+    """meta of a resource holding AI-generated content: the AIAST security label."""
+    return {"security": [codes.AI_ASSERTED.coding()]}
+
+
 def _validated(model: type, data: dict[str, Any]):  # noqa: ANN202
     try:
         return model.model_validate(data)
@@ -175,14 +186,14 @@ def build_device(model_name: str, model_version: str) -> Device:
     })
 
 
-def _bounding_box_extension(box: list[int], instance_uid: str | None) -> dict[str, Any]:
+def _bounding_box_extension(box: list[int], instance_uid: str | None, defs: codes.Definitions) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [
         {"url": name, "valueInteger": int(value)} for name, value in zip(("x0", "y0", "x1", "y1"), box)
     ]
     parts.append({"url": "coordinates", "valueString": "source-image pixels, pixel edges, x1 and y1 exclusive"})
     if instance_uid:
         parts.append({"url": "instance", "valueOid": f"urn:oid:{instance_uid}"})
-    return {"url": codes.EXT_BOUNDING_BOX, "extension": parts}
+    return {"url": defs.ext_bounding_box, "extension": parts}
 
 
 def _quantity(value: float) -> dict[str, Any]:
@@ -190,25 +201,26 @@ def _quantity(value: float) -> dict[str, Any]:
 
 
 def _observation(src: ReportSource, label: str, text: str, probability: float, threshold: float | None,
-                 device: Device, report_id: str) -> dict[str, Any]:
+                 device: Device, report_id: str, defs: codes.Definitions) -> dict[str, Any]:
     """What every Observation carries, positive or negative. value[x] is a choice in FHIR, so it holds one
     thing, the calibrated probability (what outside AUROC/calibration monitoring reads); the head's call
     is in `interpretation`, and the threshold it was judged against is a component."""
     components: list[dict[str, Any]] = [
         # The same number as valueQuantity: kept for readers written before value[x] carried it.
-        {"code": {"coding": [codes.CONFIDENCE.coding()], "text": "confidence"},
+        {"code": {"coding": [defs.confidence.coding()], "text": "confidence"},
          "valueQuantity": _quantity(probability)},
     ]
     if threshold is not None:
-        components.append({"code": {"coding": [codes.THRESHOLD.coding()], "text": "decision threshold"},
+        components.append({"code": {"coding": [defs.threshold.coding()], "text": "decision threshold"},
                            "valueQuantity": _quantity(threshold)})
     return {
         "resourceType": "Observation",
         "id": observation_id(report_id, label),
+        "meta": _ai_asserted(),
         "status": "preliminary",
         "category": [{"coding": [codes.IMAGING.coding()]}],
-        "code": codes.finding_concept(label, text),
-        "subject": subject_reference(src.study_uid),
+        "code": codes.finding_concept(label, text, defs),
+        "subject": subject_reference(src.study_uid, defs),
         "effectiveDateTime": _instant(src.effective),
         "issued": _instant(src.issued),
         "valueQuantity": _quantity(probability),
@@ -228,9 +240,10 @@ def _threshold(src: ReportSource, label: str) -> float | None:
     return prediction.threshold if prediction is not None else None
 
 
-def build_observation(src: ReportSource, finding: Finding, device: Device, report_id: str) -> Observation:
+def build_observation(src: ReportSource, finding: Finding, device: Device, report_id: str,
+                      defs: codes.Definitions = codes.DEFAULT) -> Observation:
     data = _observation(src, finding.label, finding.finding, finding.confidence, _threshold(src, finding.label),
-                        device, report_id)
+                        device, report_id, defs)
     if finding.severity:
         data["component"].append({"code": {"coding": [codes.SEVERITY_ATTRIBUTE.coding()], "text": "severity"},
                                   "valueCodeableConcept": {"coding": [codes.SEVERITY[finding.severity].coding()],
@@ -244,30 +257,31 @@ def build_observation(src: ReportSource, finding: Finding, device: Device, repor
         data["bodySite"] = {"coding": [codes.LATERALITY[finding.laterality].coding()],
                             "text": f"{finding.laterality} side of the chest"}
     if finding.bounding_box and len(finding.bounding_box) == 4:
-        data["extension"] = [_bounding_box_extension(finding.bounding_box, src.instance_uid)]
+        data["extension"] = [_bounding_box_extension(finding.bounding_box, src.instance_uid, defs)]
     return _validated(Observation, data)
 
 
 def build_negative_observation(src: ReportSource, obs: AssessedObservation, device: Device,
-                               report_id: str) -> Observation:
+                               report_id: str, defs: codes.Definitions = codes.DEFAULT) -> Observation:
     """An assessed observation the head calls absent: its probability stays visible (monitoring, borderline)."""
     from libs.reporting.phrases import PHRASES
 
     text = PHRASES[obs.label].noun if obs.label in PHRASES else obs.label
-    data = _observation(src, obs.label, text, obs.probability, obs.threshold, device, report_id)
+    data = _observation(src, obs.label, text, obs.probability, obs.threshold, device, report_id, defs)
     data["interpretation"] = [{"coding": [codes.NEGATIVE.coding()]}]
     data["method"] = {"text": "AI detection head: calibrated probability below the model's per-label threshold"}
     return _validated(Observation, data)
 
 
-def build_observations(src: ReportSource, device: Device, report_id: str) -> list[Observation]:
+def build_observations(src: ReportSource, device: Device, report_id: str,
+                       defs: codes.Definitions = codes.DEFAULT) -> list[Observation]:
     """One Observation per assessed observation: the positive findings first, in the report's order
     (critical first, then by confidence), then the negatives in CheXpert order. A report stored before
     observations were recorded gives its findings only."""
     report = src.report
-    out = [build_observation(src, f, device, report_id) for f in report.findings]
+    out = [build_observation(src, f, device, report_id, defs) for f in report.findings]
     positive = {f.label for f in report.findings}
-    out += [build_negative_observation(src, obs, device, report_id)
+    out += [build_negative_observation(src, obs, device, report_id, defs)
             for obs in report.observations if not obs.present and obs.label not in positive]
     return out
 
@@ -282,29 +296,31 @@ def _narrative(text: str) -> dict[str, str]:
 
 
 def build_diagnostic_report(
-    src: ReportSource, observations: list[Observation], report_id: str, text: str
+    src: ReportSource, observations: list[Observation], report_id: str, text: str,
+    defs: codes.Definitions = codes.DEFAULT,
 ) -> DiagnosticReport:
     report = src.report
     code = study_code(src.views)
     extensions: list[dict[str, Any]] = [
-        {"url": codes.EXT_REQUIRES_REVIEW, "valueBoolean": report.requires_radiologist_review},
-        *({"url": codes.EXT_REVIEW_REASON, "valueString": reason} for reason in report.review_reasons),
-        *({"url": codes.EXT_NOT_ASSESSED, "valueCodeableConcept": {"coding": [codes.chexpert_code(label).coding()],
-                                                                   "text": label}}
+        {"url": defs.ext_requires_review, "valueBoolean": report.requires_radiologist_review},
+        *({"url": defs.ext_review_reason, "valueString": reason} for reason in report.review_reasons),
+        *({"url": defs.ext_not_assessed, "valueCodeableConcept": {"coding": [defs.chexpert_code(label).coding()],
+                                                                  "text": label}}
           for label in report.not_assessed),
     ]
     if report.template:
-        extensions.append({"url": codes.EXT_TEMPLATE, "valueString": report.template})
+        extensions.append({"url": defs.ext_template, "valueString": report.template})
     by_id = {o.id: o for o in observations}
     data: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": report_id,
+        "meta": _ai_asserted(),
         "text": _narrative(text),
         "extension": extensions,
         "status": "preliminary",
         "category": [{"coding": [codes.RADIOLOGY.coding()]}],
         "code": {"coding": [code.coding()], "text": code.display},
-        "subject": subject_reference(src.study_uid),
+        "subject": subject_reference(src.study_uid, defs),
         "effectiveDateTime": _instant(src.effective),
         "issued": _instant(src.issued),
         "imagingStudy": [imaging_study_reference(src.study_uid)],
@@ -322,7 +338,7 @@ def build_diagnostic_report(
     if observations:
         data["result"] = [{"reference": f"Observation/{oid}", "display": by_id[oid].code.text} for oid in by_id]
     if report.findings:
-        data["conclusionCode"] = [codes.finding_concept(f.label, f.finding) for f in report.findings]
+        data["conclusionCode"] = [codes.finding_concept(f.label, f.finding, defs) for f in report.findings]
     resource = _validated(DiagnosticReport, data)
     if resource.status != "preliminary":  # fhir.resources does not check code values; we do
         raise FhirBuildError("a drafted DiagnosticReport must be preliminary")
@@ -349,15 +365,17 @@ def build_provenance(src: ReportSource, report: DiagnosticReport, observations: 
     })
 
 
-def build_resources(src: ReportSource) -> ReportResources:
+def build_resources(src: ReportSource, defs: codes.Definitions | None = None) -> ReportResources:
+    """The report's resources; `defs` (codes.Definitions.of(settings)) gives the project's URLs."""
     from libs.reporting.render import document_text
 
+    defs = defs or codes.DEFAULT
     report_id = report_resource_id(src.report)
     model_name = src.output.model_name if src.output is not None else "unknown-model"
     device = build_device(model_name, src.report.model_version)
-    observations = build_observations(src, device, report_id)
+    observations = build_observations(src, device, report_id, defs)
     text = document_text(src.report, study_code(src.views).display)
-    diagnostic_report = build_diagnostic_report(src, observations, report_id, text)
+    diagnostic_report = build_diagnostic_report(src, observations, report_id, text, defs)
     provenance = build_provenance(src, diagnostic_report, observations, device)
     return ReportResources(diagnostic_report, observations, device, provenance)
 

@@ -13,7 +13,8 @@ FHIR_VERSION = "4.0.1"  # R4: the resources use only elements that are the same 
 SOFTWARE_VERSION = "0.1.0"
 
 
-def capability_statement(base_url: str, now: dt.datetime | None = None) -> dict[str, Any]:
+def capability_statement(base_url: str, now: dt.datetime | None = None,
+                         defs: codes.Definitions = codes.DEFAULT) -> dict[str, Any]:
     now = now or dt.datetime.now(dt.timezone.utc)
     read = [{"code": "read"}]
     data = {
@@ -43,7 +44,7 @@ def capability_statement(base_url: str, now: dt.datetime | None = None) -> dict[
                          "definition": "http://hl7.org/fhir/SearchParameter/clinical-patient",
                          "documentation": "The pseudonymous subject: its identifier value, Patient/<value>, or "
                                           "subject:identifier=<system>|<value>."},
-                        {"name": "imaging-study", "type": "token", "definition": codes.SEARCH_IMAGING_STUDY,
+                        {"name": "imaging-study", "type": "token", "definition": defs.search_imaging_study,
                          "documentation": "Study Instance UID of the imaging study (plain or urn:oid:)."},
                     ],
                 },

@@ -5,6 +5,9 @@ context groups, SNOMED International pages). `Snomed.confidence` says how well e
 CheXpert observation: "exact", "approximate" (a broader or neighbouring concept) or there is no
 SNOMED coding at all (None), where no concept could be verified; those observations are coded with
 the project's own CheXpert code system only, never with a guessed SNOMED code.
+
+Standard systems (LOINC, SNOMED CT, UCUM, terminology.hl7.org) are fixed; the project's own URLs are
+`Definitions`, derived from the configured canonical base (CXR_FHIR_DEFINITIONS_BASE_URL).
 """
 
 from __future__ import annotations
@@ -25,17 +28,113 @@ PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-parti
 DICOM_UID = "urn:dicom:uid"  # identifier system for DICOM UIDs, values "urn:oid:<uid>"
 RFC_3986 = "urn:ietf:rfc:3986"
 
-# The project's own systems (https://cxr-report.dev is the namespace the problem types already use).
-BASE = "https://cxr-report.dev/fhir"
-CHEXPERT_SYSTEM = f"{BASE}/CodeSystem/chexpert-observation"
-CXR_SYSTEM = f"{BASE}/CodeSystem/cxr-report"  # confidence, threshold, ... component codes
-SUBJECT_SYSTEM = f"{BASE}/NamingSystem/study-pseudonym"
-EXT_REQUIRES_REVIEW = f"{BASE}/StructureDefinition/requires-radiologist-review"
-EXT_REVIEW_REASON = f"{BASE}/StructureDefinition/review-reason"
-EXT_NOT_ASSESSED = f"{BASE}/StructureDefinition/not-assessed"
-EXT_BOUNDING_BOX = f"{BASE}/StructureDefinition/bounding-box"
-EXT_TEMPLATE = f"{BASE}/StructureDefinition/report-template"
-SEARCH_IMAGING_STUDY = f"{BASE}/SearchParameter/DiagnosticReport-imaging-study"
+# AI-transparency security label (HL7 AI Transparency on FHIR IG, ValueSet ProvenanceVS): every resource
+# holding AI-generated content carries it in meta.security.
+V3_OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+
+# The project's own canonical URLs (extensions, code systems, naming systems, search parameters) all
+# hang off one base, CXR_FHIR_DEFINITIONS_BASE_URL: a hospital publishing these resources sets its
+# own. The default is the namespace the problem types already use; it is not a resolvable registry.
+DEFAULT_BASE = "https://cxr-report.dev/fhir"
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Every project-defined URL, derived from one canonical base (`Definitions.of(settings)`)."""
+
+    base: str = DEFAULT_BASE
+
+    def __post_init__(self) -> None:
+        if not self.base.startswith(("http://", "https://", "urn:")):
+            raise ValueError(f"the FHIR definitions base must be an http(s) or urn: URI, not {self.base!r}")
+        object.__setattr__(self, "base", self.base.rstrip("/"))
+
+    @classmethod
+    def of(cls, settings: object | None) -> "Definitions":
+        """The definitions of these settings (their `fhir_definitions_base_url`); the default without."""
+        base = getattr(settings, "fhir_definitions_base_url", None) if settings is not None else None
+        return DEFAULT if not base or base.rstrip("/") == DEFAULT_BASE else cls(base)
+
+    def _url(self, kind: str, name: str) -> str:
+        return f"{self.base}/{kind}/{name}"
+
+    # code systems and identifier systems
+    @property
+    def chexpert_system(self) -> str:
+        return self._url("CodeSystem", "chexpert-observation")
+
+    @property
+    def cxr_system(self) -> str:  # confidence, threshold, ... component codes
+        return self._url("CodeSystem", "cxr-report")
+
+    @property
+    def subject_system(self) -> str:
+        return self._url("NamingSystem", "study-pseudonym")
+
+    @property
+    def audit_agent_system(self) -> str:
+        return self._url("NamingSystem", "client")
+
+    @property
+    def audit_entity_system(self) -> str:
+        return self._url("NamingSystem", "entity")
+
+    # extensions
+    @property
+    def ext_requires_review(self) -> str:
+        return self._url("StructureDefinition", "requires-radiologist-review")
+
+    @property
+    def ext_review_reason(self) -> str:
+        return self._url("StructureDefinition", "review-reason")
+
+    @property
+    def ext_not_assessed(self) -> str:
+        return self._url("StructureDefinition", "not-assessed")
+
+    @property
+    def ext_bounding_box(self) -> str:
+        return self._url("StructureDefinition", "bounding-box")
+
+    @property
+    def ext_template(self) -> str:
+        return self._url("StructureDefinition", "report-template")
+
+    @property
+    def ext_audit_chain_hash(self) -> str:
+        return self._url("StructureDefinition", "audit-chain-hash")
+
+    # search parameters
+    @property
+    def search_imaging_study(self) -> str:
+        return self._url("SearchParameter", "DiagnosticReport-imaging-study")
+
+    # codes in the project's systems
+    def chexpert_code(self, label: str) -> "Code":
+        """The project's own code for a CheXpert observation: "pleural-effusion" for "Pleural Effusion"."""
+        return Code(self.chexpert_system, label.lower().replace(" ", "-"), label)
+
+    @property
+    def confidence(self) -> "Code":
+        return Code(self.cxr_system, "model-confidence", "Calibrated probability from the detection head")
+
+    @property
+    def threshold(self) -> "Code":
+        return Code(self.cxr_system, "decision-threshold", "Per-label decision threshold of the model bundle")
+
+
+DEFAULT = Definitions()
+# The default URLs as constants, for readers without settings.
+BASE = DEFAULT.base
+CHEXPERT_SYSTEM = DEFAULT.chexpert_system
+CXR_SYSTEM = DEFAULT.cxr_system
+SUBJECT_SYSTEM = DEFAULT.subject_system
+EXT_REQUIRES_REVIEW = DEFAULT.ext_requires_review
+EXT_REVIEW_REASON = DEFAULT.ext_review_reason
+EXT_NOT_ASSESSED = DEFAULT.ext_not_assessed
+EXT_BOUNDING_BOX = DEFAULT.ext_bounding_box
+EXT_TEMPLATE = DEFAULT.ext_template
+SEARCH_IMAGING_STUDY = DEFAULT.search_imaging_study
 
 
 @dataclass(frozen=True)
@@ -84,18 +183,18 @@ FINDING_SNOMED: dict[str, Snomed | None] = {
 assert tuple(FINDING_SNOMED) == CHEXPERT_LABELS
 
 
-def chexpert_code(label: str) -> Code:
+def chexpert_code(label: str, defs: Definitions = DEFAULT) -> Code:
     """The project's own code for a CheXpert observation: "pleural-effusion" for "Pleural Effusion"."""
-    return Code(CHEXPERT_SYSTEM, label.lower().replace(" ", "-"), label)
+    return defs.chexpert_code(label)
 
 
-def finding_concept(label: str, text: str | None = None) -> dict:
+def finding_concept(label: str, text: str | None = None, defs: Definitions = DEFAULT) -> dict:
     """CodeableConcept for a finding: SNOMED CT where one is verified, always the CheXpert code."""
     codings = []
     snomed = FINDING_SNOMED[label]
     if snomed is not None:
         codings.append({"system": SNOMED, "code": snomed.code, "display": snomed.display})
-    codings.append(chexpert_code(label).coding())
+    codings.append(defs.chexpert_code(label).coding())
     return {"coding": codings, "text": text or label}
 
 
@@ -119,8 +218,13 @@ ABNORMAL = Code(V3_INTERPRETATION, "A", "Abnormal")
 CRITICAL_ABNORMAL = Code(V3_INTERPRETATION, "AA", "Critical abnormal")
 
 # Components of a finding Observation (the project's own codes: no standard code says "AI confidence").
-CONFIDENCE = Code(CXR_SYSTEM, "model-confidence", "Calibrated probability from the detection head")
-THRESHOLD = Code(CXR_SYSTEM, "decision-threshold", "Per-label decision threshold of the model bundle")
+CONFIDENCE = DEFAULT.confidence
+THRESHOLD = DEFAULT.threshold
 
 CREATE = Code(V3_DATA_OPERATION, "CREATE", "create")
 AUTHOR = Code(PROVENANCE_PARTICIPANT, "author", "Author")
+
+# meta.security of every resource holding AI-generated content (the DiagnosticReport, each Observation):
+# v3 ObservationValue AIAST, as the HL7 AI Transparency on FHIR IG (STU1) has every AI-influenced
+# resource labelled.
+AI_ASSERTED = Code(V3_OBSERVATION_VALUE, "AIAST", "Artificial Intelligence asserted")

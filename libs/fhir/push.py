@@ -1,4 +1,4 @@
-"""Pushes a drafted report to an external FHIR R4 server (CXR_FHIR_PUSH_URL), with retries.
+"""Pushes a drafted report to an external FHIR R4 server, with retries.
 
 The report's resources go as one transaction Bundle (`POST [base]`) in which every entry is a PUT
 to the resource's own id, so a retry, or pushing the same report twice, updates rather than
@@ -6,10 +6,14 @@ duplicates. Transport errors, 408, 429 and 5xx answers are retried with exponent
 Retry-After header is honoured, capped); any other 4xx is permanent and raised at once with the
 server's OperationOutcome diagnostics.
 
-    python -m libs.fhir.push <job_id>     # push one reviewed job's report to CXR_FHIR_PUSH_URL
+The pipeline pushes every finished report itself: each `FhirDestination` (CXR_FHIR_DESTINATIONS, or
+CXR_FHIR_PUSH_URL as the destination "fhir") is a result destination like a PACS
+(libs/dicomweb/results.py: the outcome is recorded per destination on the job, a failure is retried
+by the reconciler, held while automation is paused). This command is the manual re-push, e.g. after
+the server lost data; it does not touch the job's recorded outcome:
 
-Wiring this into the pipeline as its own step (so a FHIR server outage never blocks QA) is left to
-the pipeline; this module is the client.
+    python -m libs.fhir.push <job_id>                      # to every configured FHIR destination
+    python -m libs.fhir.push <job_id> --destination ehr    # to one of them
 """
 
 from __future__ import annotations
@@ -147,40 +151,81 @@ def _retry_after(response: httpx.Response, default: float, cap: float) -> float:
         return default
 
 
-def push_job(job_id: str, settings: Any = None, client: FhirPushClient | None = None) -> PushResult:
-    """Builds a reviewed job's resources and pushes them to the configured FHIR server."""
-    from libs.core.config import get_settings
-    from libs.fhir.builder import build_resources
-    from libs.fhir.source import load_source
+def job_resources(job_id: str, settings: Any) -> ReportResources:
+    """A reviewed job's resources, built as the /fhir facade builds them (the configured definitions base)."""
+    from libs.fhir import codes
+    from libs.fhir.builder import FhirBuildError, build_resources
+    from libs.fhir.source import ReportNotAvailable, load_source
     from libs.storage.db import get_engine, session_scope
 
+    try:
+        with session_scope(get_engine(settings.sqlalchemy_url)) as session:
+            source = load_source(session, job_id)
+        if source is None:
+            raise PushError(f"no job {job_id}")
+        return build_resources(source, codes.Definitions.of(settings))
+    except (ReportNotAvailable, FhirBuildError) as exc:
+        raise PushError(str(exc)) from exc
+
+
+def client_for(destination: Any, **kwargs: Any) -> FhirPushClient:
+    """The push client of a FhirDestination (its base URL, retries, backoff and timeout)."""
+    return FhirPushClient(destination.base_url, retries=destination.retries, backoff_s=destination.backoff_s,
+                          timeout_s=destination.timeout_s, **kwargs)
+
+
+def push_job(job_id: str, settings: Any = None, client: FhirPushClient | None = None,
+             destination: Any = None) -> PushResult:
+    """Builds a reviewed job's resources and pushes them to one FHIR server: `client`, else `destination`
+    (a FhirDestination or the name of a configured one), else the only configured FHIR destination."""
+    from libs.core.config import get_settings
+
     settings = settings or get_settings()
-    if client is None and not settings.fhir_push_url:
-        raise PushError("no FHIR server configured (CXR_FHIR_PUSH_URL)")
-    with session_scope(get_engine(settings.sqlalchemy_url)) as session:
-        source = load_source(session, job_id)
-    if source is None:
-        raise PushError(f"no job {job_id}")
-    resources = build_resources(source)
+    if client is None:
+        configured = list(getattr(settings, "fhir_destinations", []) or [])
+        if isinstance(destination, str):
+            named = [d for d in configured if d.name == destination]
+            if not named:
+                raise PushError(f"no FHIR destination named {destination!r}; configured: "
+                                f"{', '.join(d.name for d in configured) or 'none'}")
+            destination = named[0]
+        elif destination is None:
+            if not configured:
+                raise PushError("no FHIR server configured (CXR_FHIR_DESTINATIONS or CXR_FHIR_PUSH_URL)")
+            if len(configured) > 1:
+                raise PushError(f"several FHIR destinations are configured; name one of "
+                                f"{', '.join(d.name for d in configured)}")
+            destination = configured[0]
+    resources = job_resources(job_id, settings)
     if client is not None:
         return client.push(resources)
-    with FhirPushClient(settings.fhir_push_url, retries=settings.fhir_push_retries,
-                        timeout_s=settings.fhir_push_timeout_s) as own:
+    with client_for(destination) as own:
         return own.push(resources)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from libs.core.config import get_settings
+
     parser = argparse.ArgumentParser(prog="python -m libs.fhir.push", description=__doc__.splitlines()[0])
     parser.add_argument("job_id")
+    parser.add_argument("--destination", help="name of one FHIR destination (default: every configured one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        result = push_job(args.job_id)
-    except Exception as exc:  # noqa: BLE001 - one line for the operator
-        print(f"push failed: {exc}", file=sys.stderr)
+    settings = get_settings()
+    names = [args.destination] if args.destination else [d.name for d in settings.fhir_destinations]
+    if not names:
+        print("push failed: no FHIR server configured (CXR_FHIR_DESTINATIONS or CXR_FHIR_PUSH_URL)", file=sys.stderr)
         return 1
-    print(f"pushed: HTTP {result.status} after {result.attempts} attempt(s)")
-    return 0
+    failed = 0
+    for name in names:
+        try:
+            result = push_job(args.job_id, settings, destination=name)
+        except Exception as exc:  # noqa: BLE001 - one line for the operator
+            print(f"{name}: push failed: {exc}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{name}: pushed: HTTP {result.status} after {result.attempts} attempt(s)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

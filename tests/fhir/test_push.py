@@ -134,7 +134,9 @@ def test_push_job_reads_the_job_and_uses_the_configured_server(tmp_path) -> None
     with pytest.raises(PushError, match="no job"):
         push_job("00000000-0000-0000-0000-000000000000", settings)
     with pytest.raises(PushError, match="CXR_FHIR_PUSH_URL"):
-        push_job(job_id, settings.model_copy(update={"fhir_push_url": None}))
+        push_job(job_id, settings.model_copy(update={"fhir_destinations": []}))
+    with pytest.raises(PushError, match="no FHIR destination named 'other'"):
+        push_job(job_id, settings, destination="other")
 
 
 def test_push_url_must_be_http() -> None:

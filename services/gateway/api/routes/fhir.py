@@ -138,6 +138,11 @@ def fhir_base(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
+def definitions(request: Request) -> codes.Definitions:
+    """The project's extension / code-system URLs under the configured CXR_FHIR_DEFINITIONS_BASE_URL."""
+    return codes.Definitions.of(getattr(request.app.state, "settings", None))
+
+
 def _check_format(request: Request) -> None:
     fmt = request.query_params.get("_format")
     if fmt is not None and fmt.split(";")[0].strip().lower() not in _JSON_FORMATS:
@@ -148,7 +153,7 @@ def _resource(resource: Any) -> FhirResponse:
     return FhirResponse(to_json(resource))
 
 
-def _load(engine, report_id: str) -> ReportResources:  # noqa: ANN001
+def _load(engine, report_id: str, defs: codes.Definitions) -> ReportResources:  # noqa: ANN001
     job_id = job_id_of_report(report_id)
     if job_id is None:
         raise FhirError(404, f"no DiagnosticReport {report_id}")
@@ -160,7 +165,7 @@ def _load(engine, report_id: str) -> ReportResources:  # noqa: ANN001
     if source is None:
         raise FhirError(404, f"no DiagnosticReport {report_id}")
     try:
-        return build_resources(source)
+        return build_resources(source, defs)
     except FhirBuildError as exc:
         log.error("FHIR build failed for %s: %s", report_id, exc)
         raise FhirError(500, f"the resources of {report_id} could not be built; see the server log") from None
@@ -169,14 +174,14 @@ def _load(engine, report_id: str) -> ReportResources:  # noqa: ANN001
 @router.get("/metadata", summary="CapabilityStatement", response_class=FhirResponse, responses=_responses(406))
 def metadata(request: Request) -> FhirResponse:
     _check_format(request)
-    return FhirResponse(capability_statement(fhir_base(request)))
+    return FhirResponse(capability_statement(fhir_base(request), defs=definitions(request)))
 
 
 @router.get("/DiagnosticReport/{id}", summary="Read a DiagnosticReport (preliminary)", response_class=FhirResponse,
             responses=_responses(404, 406), openapi_extra=_ID_PARAM)
 def read_diagnostic_report(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
-    return _resource(_load(engine, request.path_params["id"]).diagnostic_report)
+    return _resource(_load(engine, request.path_params["id"], definitions(request)).diagnostic_report)
 
 
 @router.get("/Observation/{id}", summary="Read an assessed-observation Observation", response_class=FhirResponse,
@@ -187,7 +192,7 @@ def read_observation(request: Request, engine: EngineDep) -> FhirResponse:
     parsed = parse_observation_id(resource_id)
     if parsed is None:
         raise FhirError(404, f"no Observation {resource_id}")
-    resources = _load(engine, parsed[0])
+    resources = _load(engine, parsed[0], definitions(request))
     for observation in resources.observations:
         if observation.id == resource_id:
             return _resource(observation)
@@ -202,7 +207,7 @@ def read_provenance(request: Request, engine: EngineDep) -> FhirResponse:
     report_id = parse_provenance_id(resource_id)
     if report_id is None:
         raise FhirError(404, f"no Provenance {resource_id}")
-    return _resource(_load(engine, report_id).provenance)
+    return _resource(_load(engine, report_id, definitions(request)).provenance)
 
 
 @router.get("/Device/{id}", summary="Read the Device (model name and version) that drafted reports",
@@ -222,7 +227,7 @@ def _may_read_observations(request: Request) -> bool:
     return principal is ANONYMOUS or scopes.grants(principal.scopes, scopes.READ_OBSERVATION)
 
 
-def _subject_pseudonym(values: list[tuple[str, str]]) -> tuple[bool, str | None]:
+def _subject_pseudonym(values: list[tuple[str, str]], subject_system: str) -> tuple[bool, str | None]:
     """(given, pseudonym) from subject= / subject:identifier=; pseudonym None when it cannot match."""
     if not values:
         return False, None
@@ -231,7 +236,7 @@ def _subject_pseudonym(values: list[tuple[str, str]]) -> tuple[bool, str | None]
         value = value.strip()
         if name == "subject:identifier":
             system, _, ident = value.rpartition("|")
-            if system and system != codes.SUBJECT_SYSTEM:
+            if system and system != subject_system:
                 found.add(None)
                 continue
             value = ident
@@ -309,7 +314,9 @@ def search_diagnostic_reports(request: Request, engine: EngineDep) -> FhirRespon
     if strict and includes - {"DiagnosticReport:result"}:
         raise FhirError(400, "only _include=DiagnosticReport:result is supported", "not-supported")
 
-    subject_given, pseudonym = _subject_pseudonym([(n, v) for n, v in items if n in ("subject", "subject:identifier")])
+    defs = definitions(request)
+    subject_given, pseudonym = _subject_pseudonym([(n, v) for n, v in items if n in ("subject", "subject:identifier")],
+                                                  defs.subject_system)
     study_given, study_uid = _study_uid([v for n, v in items if n == "imaging-study"])
     used = [(n, v) for n, v in items if n in _SUPPORTED and n != "_format"]
     self_url = f"{fhir_base(request)}/DiagnosticReport" + (f"?{urlencode(used)}" if used else "")
@@ -321,7 +328,7 @@ def search_diagnostic_reports(request: Request, engine: EngineDep) -> FhirRespon
     matches, included = [], []
     for source in sources:
         try:
-            resources = build_resources(source)
+            resources = build_resources(source, defs)
         except FhirBuildError as exc:
             log.error("FHIR build failed for job %s: %s", source.job_id, exc)
             raise FhirError(500, "a matching report could not be built; see the server log") from None
@@ -407,7 +414,7 @@ def read_audit_event(request: Request, engine: EngineDep) -> FhirResponse:
     row = audit_trail.get(engine, seq) if seq is not None else None
     if row is None:
         raise FhirError(404, f"no AuditEvent {resource_id}")
-    return FhirResponse(audit_event(row))
+    return FhirResponse(audit_event(row, definitions(request)))
 
 
 @router.get(
@@ -451,7 +458,8 @@ def search_audit_events(request: Request, engine: EngineDep) -> FhirResponse:
     used = [(n, v) for n, v in items if n not in ("_format", "_cursor")]
     base = f"{fhir_base(request)}/AuditEvent"
     self_url = base + (f"?{urlencode(used)}" if used else "")
-    entries = [{"fullUrl": f"{base}/{audit_event_id(r.seq)}", "resource": audit_event(r), "search": {"mode": "match"}}
+    defs = definitions(request)
+    entries = [{"fullUrl": f"{base}/{audit_event_id(r.seq)}", "resource": audit_event(r, defs), "search": {"mode": "match"}}
                for r in rows]
     links = [{"relation": "self", "url": self_url}]
     if more:
