@@ -162,3 +162,20 @@ class AutomationEventRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))  # kind:id of who switched it
     source: Mapped[str] = mapped_column(String(32))  # api | cli | alertmanager
+
+
+class WorkstationSessionRow(Base):
+    """A radiologist signed in to the review workstation (libs/auth/sessions.py). Only a hash of the
+    cookie's secret is kept; a session ends at `expires_at`, at sign-out, or when its API key is revoked."""
+
+    __tablename__ = "workstation_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    principal_kind: Mapped[str] = mapped_column(String(16))  # apikey | jwt
+    principal_id: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 
 from libs.core.config import Settings, get_settings
 from libs.observability.http import HttpMetricsMiddleware
@@ -27,6 +28,8 @@ from services.gateway.problems import PROBLEM_MEDIA_TYPE, install_problem_handle
 from services.gateway.publish import make_publisher
 from services.gateway.routing import leaf_routes, route_template
 from services.gateway.security import Authenticator, SecurityMiddleware
+from ui.workstation import STATIC as WORKSTATION_STATIC
+from ui.workstation import router as workstation_router
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(api_router)
     app.include_router(fhir_router)  # /fhir: FHIR R4 read access; its errors are OperationOutcomes
+    # The radiologists' review workstation (ui/workstation): pages under /workstation, its assets.
+    app.include_router(workstation_router)
+    app.mount("/workstation/static", StaticFiles(directory=WORKSTATION_STATIC), name="workstation_static")
+    app.state.authenticator = authenticator
     missing = missing_rules([r.name for r in leaf_routes(app.routes)])
     if missing:  # a route without an access rule would be served to anyone: refuse to start
         raise RuntimeError(f"routes without an access rule in services/gateway/api/access.py: {', '.join(missing)}")

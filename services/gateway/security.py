@@ -15,16 +15,19 @@ under /fhir, with `WWW-Authenticate` on 401 and 403 (RFC 6750).
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
+from urllib.parse import quote
 
 from anyio import to_thread
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.audit.trail import AuditRecord, append, outcome_for_status
-from libs.auth import apikeys
+from libs.auth import apikeys, sessions
 from libs.auth.principal import ANONYMOUS, AuthenticationFailed, Principal
 from libs.auth.scopes import grants
 from libs.core.config import Settings
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REALM = "cxr-report"
 FHIR_PREFIX = "/fhir"
+WORKSTATION_PREFIX = "/workstation"
 
 
 class Authenticator:
@@ -52,7 +56,9 @@ class Authenticator:
         elif settings.oidc_jwks_url or settings.oidc_jwks_file or settings.oidc_audience:
             raise AuthConfigError("oidc_jwks_url / oidc_jwks_file / oidc_audience need oidc_issuer as well")
 
-    def authenticate(self, headers: dict[str, str]) -> Principal:
+    def authenticate(self, headers: dict[str, str], session_cookie: bool = False) -> Principal:
+        """`session_cookie`: a workstation page, where the browser's sign-in cookie also counts
+        (only there: the cookie never authorises the API, so no API call can be forged cross-site)."""
         authorization = headers.get("authorization")
         if authorization is not None:  # present, even empty: it is the credential (no fallback to others)
             scheme, _, credential = authorization.strip().partition(" ")
@@ -70,6 +76,11 @@ class Authenticator:
         key = headers.get("x-api-key", "").strip()
         if key:
             return apikeys.authenticate(self.engine, key)
+        if session_cookie:
+            token = _cookie(headers, sessions.COOKIE)
+            if token:
+                return sessions.resolve(self.engine, token).principal
+            raise AuthenticationFailed("not signed in", error=None)
         raise AuthenticationFailed("credentials are required: a bearer token (Authorization: Bearer ...) "
                                    "or an API key (X-API-Key: ...)", error=None)
 
@@ -82,6 +93,40 @@ def _match(scope: Scope) -> tuple[str | None, dict[str, Any]]:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _cookie(headers: dict[str, str], name: str) -> str | None:
+    jar = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
+
+
+def is_workstation(path: str) -> bool:
+    return path == WORKSTATION_PREFIX or path.startswith(WORKSTATION_PREFIX + "/")
+
+
+async def _send_workstation_refusal(send: Send, scope: Scope, status: int, detail: str) -> None:
+    """A browser page: not signed in goes to the sign-in page (htmx requests are told to go there);
+    signed in without the radiologist's scope gets a page that says so."""
+    path = scope.get("path", "")
+    signin = WORKSTATION_PREFIX + "/signin?next=" + quote(path if scope.get("method") == "GET" else WORKSTATION_PREFIX)
+    if status == 401:
+        htmx = any(k == b"hx-request" for k, _ in scope.get("headers", []))
+        headers = [(b"hx-redirect" if htmx else b"location", signin.encode()), (b"content-length", b"0"),
+                   (b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": 401 if htmx else 303, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = ("<!doctype html><html lang=en><meta charset=utf-8><title>Not allowed</title>"
+            f"<h1>Not allowed</h1><p>{html.escape(detail)}</p><p><a href=\"{WORKSTATION_PREFIX}/signin\">"
+            "Sign in as a radiologist</a></p></html>").encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _quoted(text: str) -> str:
@@ -137,13 +182,17 @@ class SecurityMiddleware:
             principal = ANONYMOUS
         else:
             try:
-                principal = await to_thread.run_sync(self.authenticator.authenticate, _headers(scope))
+                principal = await to_thread.run_sync(self.authenticator.authenticate, _headers(scope),
+                                                     is_workstation(path))
             except AuthenticationFailed as exc:
                 challenge = f'Bearer realm="{REALM}"'
                 if exc.error:
                     challenge += f', error="{exc.error}", error_description="{_quoted(exc.reason)}"'
                 await self._audit_refusal(rule, name, params, "anonymous", "unauthenticated", source, 401, exc.reason)
-                await _send_error(send, path, 401, exc.reason, challenge)
+                if is_workstation(path):
+                    await _send_workstation_refusal(send, scope, 401, exc.reason)
+                else:
+                    await _send_error(send, path, 401, exc.reason, challenge)
                 return
             except Exception as exc:  # API keys live in the database: an outage here is a 503, not a 500
                 outage = database_problem(exc)
@@ -157,7 +206,11 @@ class SecurityMiddleware:
                 reason = f"this operation needs the scope {rule.need} (or user/{rule.need.resource}.{rule.need.permission})"
                 challenge = f'Bearer realm="{REALM}", error="insufficient_scope", scope="{rule.need}"'
                 await self._audit_refusal(rule, name, params, principal.kind, principal.id, source, 403, reason)
-                await _send_error(send, path, 403, reason, challenge)
+                if is_workstation(path):
+                    await _send_workstation_refusal(send, scope, 403, "The review workstation is for radiologists: "
+                                                    "your credential does not grant signing reports. " + reason)
+                else:
+                    await _send_error(send, path, 403, reason, challenge)
                 return
         state = scope.setdefault("state", {})
         state["principal"] = principal

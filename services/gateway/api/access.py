@@ -59,6 +59,16 @@ RULES: dict[str, Rule] = {
     "read_audit_event": Rule(s.READ_AUDIT, "R", "AuditEvent", "id"),
     "search_audit_events": Rule(s.SEARCH_AUDIT, "R", "AuditEvent", search=True),
     "fhir_fallback": Rule(None, "R", "Unknown"),
+    # the review workstation (ui/workstation): every page needs the radiologist's signing scope
+    "workstation_signin_page": Rule(None, "E", "Session", public=True, audit=False),
+    "workstation_signin": Rule(None, "E", "Session", public=True, audit=False),  # audited by the route itself
+    "workstation_signout": Rule(None, "E", "Session"),
+    "workstation_static": Rule(None, "R", "Asset", public=True, audit=False),  # CSS, JS: no data
+    "workstation_worklist": Rule(s.SIGN_REPORT, "R", "DiagnosticReport", search=True),
+    "workstation_worklist_rows": Rule(s.SIGN_REPORT, "R", "DiagnosticReport", search=True),
+    "workstation_study": Rule(s.SIGN_REPORT, "R", "DiagnosticReport", "report_id"),
+    "workstation_image": Rule(s.SIGN_REPORT, "R", "DiagnosticReport", "report_id"),
+    "workstation_sign": Rule(s.SIGN_REPORT, "C", "DiagnosticReport", "report_id"),
     # API documentation (no data, but it maps the attack surface: credentials unless public_api_docs)
     "openapi": Rule(None, "R", "OpenAPI", audit=False),
     "swagger_ui_html": Rule(None, "R", "OpenAPI", audit=False),
