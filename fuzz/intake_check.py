@@ -2,9 +2,11 @@
 
 `check(data)` calls what `libs.pipeline.intake.accept_instance` calls before it touches the
 database (its header-only image size check where intake.py has one, read_dataset ->
-validate_dataset(decode=True) -> instance_from_dataset -> check_uid on the three UIDs), and for
-an accepted input also what the ingest step later does with the stored file (libs.dicom.load:
-decode_pixels -> preprocess), so the display pipeline is fuzzed too.
+validate_dataset -> check_pixel_data (complete, not decoded) -> instance_from_dataset -> check_uid
+on the three UIDs), and for an accepted input also what the ingest step later does with the stored
+file (libs.dicom.load.display_and_fit: the one decode, display pipeline, preprocess), so the
+decoders and the display pipeline are fuzzed too. A JPEG 2000 input is fitted a second time, to
+REDUCED_FIT_SIZE, small enough that its reduced-resolution decode (libs.dicom.j2k_reduce) runs.
 
 Anything that is not a clean acceptance or an InputRejected raises, and the fuzzer counts it as
 a crash: another exception type (the pipeline would retry the job as if it were transient), a
@@ -26,6 +28,7 @@ import numpy as np
 from libs.core.errors import InputRejected
 from libs.dicom import instance_from_dataset, read_dataset, validate_dataset
 from libs.dicom.load import display_and_fit
+from libs.dicom.pixels import check_pixel_data
 from libs.dicom.validate import max_image_pixels
 from libs.pipeline import intake
 from libs.pipeline.intake import check_uid
@@ -42,9 +45,12 @@ PHI_MARKER = "phimarker"
 MAX_REASON_CHARS = 400
 # Model input side for the preprocess step; small, the geometry code is the same at any size.
 FIT_SIZE = 64
+# The seeds are 48x40: fitted to 8, their JPEG 2000 streams are decoded with one level discarded.
+REDUCED_FIT_SIZE = 8
 # Coded values quoted by libs.dicom._attrs.shown (Modality, BodyPartExamined...): by design a
 # reason may repeat them, so a marker the fuzzer copied into one of them is not a leak.
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_JPEG2000 = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 
 
 class ContractViolation(AssertionError):
@@ -68,7 +74,8 @@ def check(data: bytes) -> str:
         ds = read_dataset(data)
         if _check_image_size is not None:
             _check_image_size(ds, limit)
-        validate_dataset(ds, decode=True)
+        validate_dataset(ds)
+        check_pixel_data(ds)  # what intake checks instead of decoding
         instance = instance_from_dataset(ds)
         for uid, what in (
             (instance.study_uid, "StudyInstanceUID"),
@@ -82,11 +89,13 @@ def check(data: bytes) -> str:
 
     try:
         fitted = display_and_fit(ds, FIT_SIZE)
+        check_fitted(fitted, instance.rows, instance.columns)
+        if instance.transfer_syntax_uid in _JPEG2000:
+            check_fitted(display_and_fit(ds, REDUCED_FIT_SIZE), instance.rows, instance.columns, REDUCED_FIT_SIZE)
     except InputRejected as exc:
-        # Allowed (a blank image is only found here) but it should be rare: the job fails later.
+        # Allowed (corrupt coded data and a blank image are only found here): the job fails at ingestion.
         check_reason(exc)
         return "rejected-at-display"
-    check_fitted(fitted, instance.rows, instance.columns)
     return "accepted"
 
 
@@ -100,10 +109,10 @@ def check_reason(exc: InputRejected) -> None:
         raise ContractViolation("InputRejected reason repeats a patient attribute")
 
 
-def check_fitted(fitted, rows: int | None, cols: int | None) -> None:  # noqa: ANN001 - PreprocessedImage
+def check_fitted(fitted, rows: int | None, cols: int | None, size: int = FIT_SIZE) -> None:  # noqa: ANN001
     image = fitted.array
-    if image.dtype != np.float32 or image.shape != (FIT_SIZE, FIT_SIZE):
-        raise ContractViolation(f"model input is {image.dtype} {image.shape}, expected float32 {FIT_SIZE}x{FIT_SIZE}")
+    if image.dtype != np.float32 or image.shape != (size, size):
+        raise ContractViolation(f"model input is {image.dtype} {image.shape}, expected float32 {size}x{size}")
     if not np.isfinite(image).all():
         raise ContractViolation("model input has NaN or infinite values")
     if float(image.min()) < -1e-3 or float(image.max()) > 1.0 + 1e-3:

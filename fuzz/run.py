@@ -36,8 +36,8 @@ HARNESS = FUZZ_DIR / "fuzz_intake.py"
 DICT = FUZZ_DIR / "dicom.dict"
 ARTIFACT_PREFIXES = ("crash-", "timeout-", "oom-", "leak-", "slow-unit-")
 TARGET = ("fuzz/fuzz_intake.py: what accept_instance runs before it stores (read_dataset -> "
-          "validate_dataset(decode=True) -> instance_from_dataset -> check_uid), then decode_pixels -> "
-          "preprocess for accepted inputs; see fuzz/intake_check.py")
+          "validate_dataset -> check_pixel_data -> instance_from_dataset -> check_uid), then display_and_fit "
+          "(the decode, display pipeline, preprocess) for accepted inputs; see fuzz/intake_check.py")
 MAX_RESTARTS = 25  # per worker: a harness that crashes at once must not spin for ten minutes
 _STAT = re.compile(r"^stat::(\w+):\s*(\S+)", re.M)
 _PROGRESS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)", re.M)

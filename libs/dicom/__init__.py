@@ -8,6 +8,8 @@ Pipeline (each step its own module):
 * pixels.stored_values       Pixel Data -> stored values (see pixels.py for which plugin
                              decodes which transfer syntax: pydicom native,
                              pylibjpeg-libjpeg / -openjpeg / -rle, pyjpegls, Pillow; not gdcm)
+* pixels.check_pixel_data    what intake runs instead of a decode: the pixel data is complete
+* j2k_reduce                 JPEG 2000 decoded at the resolution the model needs (load.display_and_fit)
 * display.decode_pixels      Modality LUT/rescale -> VOI LUT/window -> MONOCHROME1 inversion,
                              float32 [0, 1] with 1 = bright
 * preprocess.preprocess      aspect-preserving Lanczos resize + centred zero padding, with the

@@ -140,3 +140,124 @@ def _jp2_codestream_offset(frame: bytes) -> int:
             break
         at += length
     raise InputRejected("compressed frame is a JP2 file without a code stream box")
+
+
+# ------------------------------------------------------------------ JPEG 2000 layout (reduced decode)
+
+_SOT, _SOD, _EOC, _COD, _COC = 0x90, 0x93, 0xD9, 0x52, 0x53
+# A tile-part walk ends here whatever the stream says (65535 tiles x a few tile-parts is the most
+# a code stream can have; a forged one gets no further).
+_MAX_TILE_PARTS = 1 << 17
+
+
+@dataclass(frozen=True)
+class J2KLayout:
+    """What a reduced-resolution decode needs from a JPEG 2000 code stream's headers (SIZ, COD/COC)."""
+
+    xsiz: int
+    ysiz: int
+    xosiz: int
+    yosiz: int
+    components: int
+    precision: int
+    signed: bool
+    # Wavelet decomposition levels: the fewest any component of any tile has (COD, COC, in the main
+    # header and in the tile-part headers). Discarding r levels divides each side by 2**r.
+    levels: int
+
+    def reduced_shape(self, r: int) -> tuple[int, int]:
+        """(rows, columns) of the image decoded with r resolution levels discarded (ISO 15444-1 B.5)."""
+        f = 1 << r
+        return -(-self.ysiz // f) - -(-self.yosiz // f), -(-self.xsiz // f) - -(-self.xosiz // f)
+
+
+def j2k_layout(frame: bytes) -> J2KLayout | None:
+    """The layout of a JPEG 2000 code stream (raw or in a JP2 file), None when its headers cannot be walked.
+
+    Only marker segments are read (main header, then each tile-part header, jumping over the tile
+    data by the tile-part lengths); None means "do not decode at a reduced resolution", never a rejection.
+    """
+    try:
+        at = _jp2_codestream_offset(frame) if frame.startswith(_JP2_SIGNATURE) else 0
+        if frame[at : at + 4] != b"\xff\x4f\xff\x51":
+            return None
+        siz = frame[at + 4 : at + 43]
+        if len(siz) < 39:
+            return None
+
+        def u16(o: int) -> int:
+            return int.from_bytes(frame[o : o + 2], "big")
+
+        def u32(o: int) -> int:
+            return int.from_bytes(frame[o : o + 4], "big")
+
+        components = int.from_bytes(siz[36:38], "big")
+        levels: list[int] = []
+        pos = at + 4 + u16(at + 4)  # the marker after SIZ
+        in_main, tile_parts = True, 0
+        while pos + 4 <= len(frame):
+            if frame[pos] != 0xFF:
+                return None
+            marker = frame[pos + 1]
+            if marker == _EOC:
+                break
+            length = u16(pos + 2)
+            if marker == _SOT:
+                in_main = False
+                tile_parts += 1
+                psot = u32(pos + 6)
+                if tile_parts > _MAX_TILE_PARTS or length != 10:
+                    return None
+                header_end = _tile_part_header(frame, pos + 12, levels, components)
+                if header_end is None:
+                    return None
+                if psot == 0:  # the last tile-part: it runs to the EOC marker
+                    break
+                if psot < 14:
+                    return None
+                pos += psot
+                continue
+            if length < 2:
+                return None
+            if in_main:
+                _collect_levels(marker, frame[pos + 4 : pos + 2 + length], levels, components)
+            pos += 2 + length
+        if not levels:
+            return None
+        return J2KLayout(
+            xsiz=int.from_bytes(siz[4:8], "big"),
+            ysiz=int.from_bytes(siz[8:12], "big"),
+            xosiz=int.from_bytes(siz[12:16], "big"),
+            yosiz=int.from_bytes(siz[16:20], "big"),
+            components=components,
+            precision=(siz[38] & 0x7F) + 1,
+            signed=bool(siz[38] & 0x80),
+            levels=min(levels),
+        )
+    except (IndexError, InputRejected):
+        return None
+
+
+def _tile_part_header(frame: bytes, pos: int, levels: list[int], components: int) -> int | None:
+    """Collects the COD/COC levels of one tile-part header starting at `pos`; where SOD is, or None."""
+    while pos + 2 <= len(frame):
+        if frame[pos] != 0xFF:
+            return None
+        marker = frame[pos + 1]
+        if marker == _SOD:
+            return pos
+        length = int.from_bytes(frame[pos + 2 : pos + 4], "big")
+        if length < 2:
+            return None
+        _collect_levels(marker, frame[pos + 4 : pos + 2 + length], levels, components)
+        pos += 2 + length
+    return None
+
+
+def _collect_levels(marker: int, seg: bytes, levels: list[int], components: int) -> None:
+    if marker == _COD and len(seg) >= 6:  # Scod, SGcod (progression, layers(2), MCT), SPcod: levels first
+        levels.append(seg[5])
+    elif marker == _COC:  # Ccoc (1 byte, 2 with more than 256 components), Scoc, SPcoc: levels first
+        at = 2 if components > 256 else 1
+        if len(seg) >= at + 2:
+            levels.append(seg[at + 1])

@@ -43,7 +43,14 @@ class _Window(NamedTuple):
 
 def decode_pixels(ds: Dataset) -> np.ndarray:
     """Decodes and maps the single frame of `ds` to display values; InputRejected if it cannot."""
-    stored = stored_values(ds)
+    return to_display(stored_values(ds), ds)
+
+
+def to_display(stored: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Stored values of `ds`'s frame (full size, or a reduced-resolution decode of it) -> display values.
+
+    Every step is per pixel except the estimated window, whose percentiles a reduced image gives
+    nearly the same (it is the wavelet's low-pass of the full one)."""
     low, high = stored.min(), stored.max()
     if low == high:
         raise InputRejected("image is blank: every pixel has the same value")

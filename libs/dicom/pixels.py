@@ -23,20 +23,37 @@ former and can crash the process on a mismatch. For JPEG 2000 the codecs are wit
 each other on the 2-core dev machine (bench/bench_preprocess.py: 0.35-0.6 s for the lossless
 1955x1841 CR, 0.1-0.2 s for the lossy one, whichever plugin); the codec, not this code, is the cost.
 tests/dicom/test_dicom_transfer_syntaxes.py decodes each syntax.
+
+`check_pixel_data` runs those checks (and, for RLE, the segment table's) without decoding: it is
+what intake runs, so that a file is decoded once, at ingestion. `decode_frame(ds, min_side=...)`
+decodes a JPEG 2000 frame at a reduced resolution when the model needs only a fraction of it
+(j2k_reduce.py); every other syntax, and any JPEG 2000 stream the reduced path declines or fails
+on, is decoded in full as above.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import get_decoder
-from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+from pydicom.uid import (
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEG2000TransferSyntaxes,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
+    RLELossless,
+)
 
 from libs.core.errors import InputRejected
-from libs.dicom import _attrs
-from libs.dicom.codestream import check_frame_header
+from libs.dicom import _attrs, j2k_reduce
+from libs.dicom.codestream import check_frame_header, j2k_layout
 from libs.dicom.validate import check_pixel_module, decoding_plugins, transfer_syntax
+
+log = logging.getLogger(__name__)
 
 # JPEG, JPEG-LS and JPEG 2000 (HTJ2K included) code streams all end with the marker FF D9
 # (EOI / EOC). pylibjpeg-libjpeg decodes a cut JPEG-LS stream without complaint and returns
@@ -48,6 +65,11 @@ _END_MARKER_SLACK = 16
 # A JP2 file (not allowed by DICOM, written by some encoders anyway) may carry boxes after the
 # code stream, so its end says nothing; those frames are left to the decoders.
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
+# JPEG 2000 (Part 1) syntaxes that may be decoded at a reduced resolution (j2k_reduce.py); HTJ2K is not
+# (Pillow's OpenJPEG would decode it, but nothing installed here encodes it to test with).
+_REDUCIBLE = frozenset({JPEG2000Lossless, JPEG2000})
+# RLE (PS3.5 G.5): a 64-byte header, the segment count then 15 offsets, the first segment at 64.
+_RLE_HEADER = 64
 
 
 def stored_values(ds: Dataset) -> np.ndarray:
@@ -55,8 +77,43 @@ def stored_values(ds: Dataset) -> np.ndarray:
 
     Raises InputRejected for truncated or undecodable pixel data.
     """
+    return decode_frame(ds)[0]
+
+
+def decode_frame(ds: Dataset, *, min_side: int | None = None) -> tuple[np.ndarray, int]:
+    """(stored values, resolution levels discarded) of the first frame; InputRejected if it cannot be decoded.
+
+    With `min_side` (the model input side), a JPEG 2000 frame is decoded at the lowest resolution
+    whose shorter side is still >= 2 x min_side (j2k_reduce.choose_levels): the array is then
+    ceil(Rows / 2**r) x ceil(Columns / 2**r). Otherwise, and for every other syntax, r is 0 and the
+    array is full size.
+    """
+    frame = check_pixel_data(ds)
+    ts = transfer_syntax(ds)
+    if min_side and frame is not None and ts in _REDUCIBLE:
+        reduced = _decode_reduced(ds, frame, min_side)
+        if reduced is not None:
+            return reduced
+    arr = _decode_first_frame(ds, ts)
+    if arr.ndim != 2:
+        raise InputRejected(f"pixel data decoded to an unexpected shape {tuple(arr.shape)}")
+    return arr, 0
+
+
+def check_pixel_data(ds: Dataset) -> bytes | None:
+    """InputRejected unless the pixel data looks complete, without decoding it; the first frame's bytes.
+
+    What intake runs instead of a decode (the decode happens once, at ingestion): the pixel module
+    (uncompressed data must be Rows x Columns x BitsAllocated long), and for compressed data a
+    readable first fragment that ends with its end-of-image marker and whose own image header
+    matches the DICOM one (JPEG, JPEG-LS, JPEG 2000), or a consistent segment table (RLE). A code
+    stream corrupt inside its entropy-coded data passes this and is rejected when it is decoded.
+    None for uncompressed data.
+    """
     check_pixel_module(ds)  # includes the length check of uncompressed pixel data
     ts = transfer_syntax(ds)
+    if not ts.is_encapsulated:
+        return None
     if ts in _MARKER_ENDED:
         frame = _check_end_marker(ds)
         # The decoders trust the code stream's own header; a mismatch can crash them (codestream.py).
@@ -68,10 +125,26 @@ def stored_values(ds: Dataset) -> np.ndarray:
             samples=_attrs.integer(ds, "SamplesPerPixel") or 1,
             bits_allocated=_attrs.integer(ds, "BitsAllocated"),
         )
-    arr = _decode_first_frame(ds, ts)
-    if arr.ndim != 2:
-        raise InputRejected(f"pixel data decoded to an unexpected shape {tuple(arr.shape)}")
-    return arr
+        return frame
+    frame = _first_frame(ds)
+    if ts == RLELossless:
+        _check_rle_header(frame, segments=(_attrs.integer(ds, "SamplesPerPixel") or 1) * _attrs.integer(ds, "BitsAllocated") // 8)
+    return frame
+
+
+def _decode_reduced(ds: Dataset, frame: bytes, min_side: int) -> tuple[np.ndarray, int] | None:
+    """The reduced-resolution decode, or None when it does not apply or fails (the full decode then runs)."""
+    layout = j2k_layout(frame)
+    if not j2k_reduce.reducible(layout, pixel_representation=_attrs.integer(ds, "PixelRepresentation")):
+        return None
+    r = j2k_reduce.choose_levels(layout, min_side)
+    if r == 0:
+        return None
+    try:
+        return j2k_reduce.decode_reduced(frame, layout, r, bits_allocated=_attrs.integer(ds, "BitsAllocated")), r
+    except Exception as exc:  # noqa: BLE001 - Pillow's OSError, a changed Pillow internal...: decode in full
+        log.warning("reduced-resolution JPEG 2000 decode failed (%s); decoding at full resolution", _short_reason(exc))
+        return None
 
 
 def _decode_first_frame(ds: Dataset, ts) -> np.ndarray:  # noqa: ANN001 - a pydicom UID
@@ -100,14 +173,34 @@ def _decode_first_frame(ds: Dataset, ts) -> np.ndarray:  # noqa: ANN001 - a pydi
     raise InputRejected(f"pixel data cannot be decoded: {reasons[0]}")
 
 
-def _check_end_marker(ds: Dataset) -> bytes:
-    """The first frame's bytes, once it is known to end with an end-of-image marker (or to be a JP2 file)."""
+def _first_frame(ds: Dataset) -> bytes:
+    """The first compressed frame's bytes (its fragments joined); InputRejected when there is none."""
     try:
         frame = next(generate_frames(ds.PixelData, number_of_frames=1))
     except Exception as exc:
         raise InputRejected(f"pixel data cannot be decoded: no readable compressed frame ({type(exc).__name__})") from None
     if not frame:
         raise InputRejected("pixel data is truncated: the compressed frame is empty")
+    return frame
+
+
+def _check_rle_header(frame: bytes, segments: int) -> None:
+    """The RLE header must list one segment per byte of a sample, starting at 64, in order, inside the frame."""
+    if len(frame) <= _RLE_HEADER:
+        raise InputRejected(f"pixel data is truncated: the RLE frame ({len(frame)} bytes) has no data after its header")
+    count = int.from_bytes(frame[:4], "little")
+    if count != segments:
+        raise InputRejected(
+            f"pixel data cannot be decoded: the RLE frame has {count} segment(s), {segments} expected for the header"
+        )
+    offsets = [int.from_bytes(frame[4 + 4 * i : 8 + 4 * i], "little") for i in range(count)]
+    if offsets[0] != _RLE_HEADER or any(b <= a for a, b in zip(offsets, offsets[1:])) or offsets[-1] >= len(frame):
+        raise InputRejected("pixel data cannot be decoded: the RLE frame's segment offsets are out of order or past its end")
+
+
+def _check_end_marker(ds: Dataset) -> bytes:
+    """The first frame's bytes, once it is known to end with an end-of-image marker (or to be a JP2 file)."""
+    frame = _first_frame(ds)
     if _END_MARKER not in frame[-_END_MARKER_SLACK:] and not frame.startswith(_JP2_SIGNATURE):
         raise InputRejected(
             f"pixel data is truncated: the compressed frame ({len(frame)} bytes) has no end-of-image marker"

@@ -1,7 +1,7 @@
 """The C-STORE SCP: modalities and PACS send chest radiographs here over DICOM DIMSE (pynetdicom).
 
 Each received instance goes through the same intake as a STOW-RS part (libs.pipeline.intake:
-header size check, full decode, UID checks, limits, stored once per SOPInstanceUID, file and row
+header size check, pixel-data completeness check (decoded once, at ingestion), UID checks, limits, stored once per SOPInstanceUID, file and row
 together or neither). What the SCP answers (PS3.4 Annex B.2.3, PS3.7 Annex C):
 
 - association: refused (rejected-permanent) when the called AE title is not ours or the calling AE

@@ -2,7 +2,7 @@
 
 Each image file is wrapped as a DX DICOM (libs.dicom.wrap, no window: the display pipeline estimates
 one, as for a converter that writes none), then goes through exactly what a study goes through:
-intake's validation (read, validate with a full decode, instance), ingestion's load_for_model (display
+intake's validation (read, validate, pixel data complete without a decode, instance), ingestion's load_for_model (display
 pipeline + square fit), the bundle runner (batched as the inference service batches), boxes mapped back
 to source pixels with the resize geometry, render_report and QA's review_report. No DB or queue:
 those move bytes and ids and do not change a number, which tests/model/test_serving_eval.py checks
@@ -49,11 +49,13 @@ def ingest_image(path: str | Path, work_dir: Path, size: int):  # noqa: ANN201 -
     """The PNG/JPEG at `path` as a stored DX instance, read back by ingestion."""
     from libs.dicom import instance_from_dataset, read_dataset, validate_dataset
     from libs.dicom.load import load_for_model
+    from libs.dicom.pixels import check_pixel_data
     from libs.dicom.wrap import write_wrapped
 
     dcm = write_wrapped(path, work_dir / f"{Path(path).stem}.dcm")
     ds = read_dataset(dcm.read_bytes())
-    validate_dataset(ds, decode=True)  # what intake (STOW-RS, `cxr-report run`) checks before storing
+    validate_dataset(ds)  # what intake (STOW-RS, `cxr-report run`) checks before storing: no decode
+    check_pixel_data(ds)
     instance_from_dataset(ds)
     return load_for_model(dcm, size=size)
 

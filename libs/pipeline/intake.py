@@ -1,5 +1,12 @@
 """Accepting a DICOM instance: validate fully, then store file + row together, or store nothing.
 
+"Fully" is every header rule plus a check that the pixel data is complete, without decoding it
+(libs.dicom.pixels.check_pixel_data: the uncompressed length; for compressed data a first
+fragment that ends with its end-of-image marker, whose own image header matches the DICOM one,
+or an RLE segment table that fits). The pixels are decoded once, at ingestion (libs.dicom.load),
+at the resolution the model needs; a code stream that is corrupt inside its coded data passes
+here and fails that job with the decoder's reason (InputRejected), as any unusable input does.
+
 Limits (docs/pacs.md, "STOW-RS limits"), enforced here so that every way in (STOW-RS push,
 DICOMweb pull, the embedded `cxr-report run`) obeys them:
 
@@ -31,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from libs.core.errors import InputRejected
 from libs.dicom import instance_from_dataset, read_dataset, validate_dataset
+from libs.dicom.pixels import check_pixel_data
 from libs.domain.study import Instance
 from libs.storage import crud
 from libs.storage.models import InstanceRow
@@ -73,7 +81,7 @@ def check_uid(value: str | None, what: str) -> str:
 def accept_instance(
     session: Session, source: bytes | Path, dicom_dir: Path, *, limits: IntakeLimits | None = None
 ) -> Accepted:
-    """Validates one instance (header and full pixel decode) and stores it once per SOPInstanceUID.
+    """Validates one instance (header, and pixel data complete: no decode) and stores it once per SOPInstanceUID.
 
     `source` is the file's bytes or a path to it; a path is copied, never moved. `limits` default
     to the process's settings (CXR_MAX_IMAGE_PIXELS, CXR_MAX_INSTANCES_PER_STUDY).
@@ -89,7 +97,8 @@ def accept_instance(
         check_image_size(header, limits.max_image_pixels)
     ds = read_dataset(source)
     check_image_size(ds, limits.max_image_pixels)  # also when the header-only read failed
-    validate_dataset(ds, decode=True)
+    validate_dataset(ds)
+    check_pixel_data(ds)  # not a decode: ingestion decodes once, at the model's resolution
     instance = instance_from_dataset(ds)
     del ds, header  # the pixel data is not needed any more; a copy goes from `source` to disk
     for uid, what in (

@@ -92,8 +92,10 @@ BUILT: dict[str, tuple[Callable[[], bytes], str, str | None]] = {
     "jpeg_baseline_jfif_revision_33": (lambda: jpeg_byte(11, 0x21), "accepted", None),
     # gdcm aborted the same way on a broken APP0 marker; now the marker walk rejects it first
     "jpeg_baseline_broken_app0_marker": (lambda: jpeg_byte(2, 0x00), "rejected", "malformed JPEG marker"),
-    # pylibjpeg-rle panicked (pyo3 PanicException, a BaseException) on a wrong segment offset
-    "rle_segment_offset_0": (lambda: rle_header_byte(8, 0x00), "rejected", "cannot be decoded"),
+    # pylibjpeg-rle panicked (pyo3 PanicException, a BaseException) on a wrong segment offset. The
+    # offset is still in order and inside the frame, so intake's RLE header check (no decode) passes
+    # it; the decode at ingestion rejects it.
+    "rle_segment_offset_0": (lambda: rle_header_byte(8, 0x00), "rejected-at-display", "cannot be decoded"),
     # 65535 x 65535 claimed by a 4 kB RLE upload: the decoder allocated the 8.6 GB frame
     "rle_rows_columns_65535": (lambda: rows_columns("rle_lossless.dcm", 65535, 65535), "rejected", "image is too large"),
 }

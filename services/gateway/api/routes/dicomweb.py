@@ -82,8 +82,8 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 _DESCRIPTION = (
-    "Stores chest radiographs (CR/DX) sent by a PACS or modality. Each part is validated fully (header and "
-    "pixel decode) and stored on its own: one bad part stores nothing and does not undo the others. "
+    "Stores chest radiographs (CR/DX) sent by a PACS or modality. Each part is validated (every header rule, and "
+    "its pixel data checked complete; decoded once, at ingestion) and stored on its own: one bad part stores nothing and does not undo the others. "
     "200: all stored; 202: some failed (FailedSOPSequence + a `Warning` header per failure); 409: none "
     "stored (problem details with a `failures` list). A SOP instance already stored is reported as stored. "
     "Limits: a body over max_upload_mb or more parts than max_instances_per_request is 413 with nothing "
