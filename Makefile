@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa reconciler dimse
 PORT ?= 8000
 
-.PHONY: docker-tools compose-test install demo test test-fast bench up down services-check orthanc monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
+.PHONY: docker-tools compose-test install demo test test-fast bench up down services-check orthanc ohif monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
 
 install: $(STAMP)
 
@@ -49,6 +49,28 @@ orthanc:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb dcmtk; \
 	fi
 
+# The OHIF viewer test (tests/viewer) shows our TID 1500 SR in the real OHIF viewer, in Debian's
+# headless chromium driven by Playwright (never `playwright install`): chromium from apt (installed
+# once), and OHIF's built viewer from the npm registry (`npm pack`), unpacked once per version into
+# var/ohif/<version>/dist (git-ignored).
+OHIF_VERSION := 3.13.2
+OHIF_DIR := var/ohif/$(OHIF_VERSION)
+ohif:
+	@pkgs="$$([ -x /usr/bin/chromium ] || echo chromium fonts-dejavu-core) $$(command -v npm >/dev/null 2>&1 || echo npm)"; \
+	if [ -n "$${pkgs// /}" ]; then \
+	  echo "installing Debian packages $$pkgs"; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$pkgs; \
+	fi
+	@if [ -f $(OHIF_DIR)/dist/index.html ] && [ -f $(OHIF_DIR)/dist/app-config.js ]; then :; else \
+	  echo "fetching @ohif/app@$(OHIF_VERSION) from the npm registry into $(OHIF_DIR)"; \
+	  rm -rf $(OHIF_DIR) && mkdir -p $(OHIF_DIR) \
+	  && (cd $(OHIF_DIR) && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null) \
+	  && tar -xzf $(OHIF_DIR)/ohif-app-$(OHIF_VERSION).tgz -C $(OHIF_DIR) --strip-components=1 package/dist \
+	  && rm -f $(OHIF_DIR)/ohif-app-$(OHIF_VERSION).tgz \
+	  && test -f $(OHIF_DIR)/dist/index.html || { echo "ohif: no dist/index.html in @ohif/app@$(OHIF_VERSION)"; rm -rf $(OHIF_DIR); exit 1; }; \
+	fi
+
 # promtool and amtool check the alert rules and Alertmanager's routes (tests/deploy), and the
 # monitoring tests run a real Prometheus and Alertmanager: Debian's packages, installed once.
 monitoring-tools:
@@ -58,7 +80,7 @@ monitoring-tools:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager; \
 	fi
 
-test: install services-check orthanc monitoring-tools
+test: install services-check orthanc monitoring-tools ohif
 	$(BIN)/python -m pytest -q
 
 test-fast: install

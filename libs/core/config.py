@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     sr_templates: list[Literal["text", "tid1500"]] = Field(
         default_factory=lambda: ["text", "tid1500"], min_length=1,
         description="report SRs stored back: text (TID 2000 pattern) and/or tid1500 (a JSON list in the environment)")
+    sr_verifying_organization: str = Field(default="Radiology", min_length=1, max_length=64,
+                                           description="VerifyingOrganization of a signed report's SR")
     # Studies pushed with STOW-RS get a job on their own once no instance arrived for this long.
     auto_report_on_stable: bool = False
     stable_study_age_s: float = Field(default=60.0, ge=0)

@@ -30,8 +30,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import update
-
 from libs.core.config import DimseDestination, FhirDestination, Hl7Destination, PacsServer
 from libs.dicomweb.client import PacsUnavailable, describe, make_client
 from libs.domain.job import JobState
@@ -47,11 +45,13 @@ PENDING, STORED, PARTIAL, FAILED, DEAD = (crud.RESULTS_PENDING, crud.RESULTS_STO
                                          crud.RESULTS_FAILED, crud.RESULTS_DEAD)
 
 
-def build_job_srs(job: JobRow, ctx) -> list:  # noqa: ANN001 - PipelineContext -> [ComprehensiveSR]
+def build_job_srs(job: JobRow, ctx, verdict=None) -> list:  # noqa: ANN001 - PipelineContext, FeedbackOut
     """The job's report SRs, one per CXR_SR_TEMPLATES entry (text, tid1500), in that order; their
-    evidence is the images the report was drafted from and their UIDs derive from the job."""
+    evidence is the images the report was drafted from and their UIDs derive from the job. With the
+    radiologist's `verdict` the text SR is that version's (signed or rejected), replacing the previous."""
     import pydicom
 
+    from libs.feedback.record import report_version
     from libs.sr import ModelIdentity, build_report_sr, sr_uids
     from libs.sr.measurement_report import build_measurement_report_sr, measurement_report_uids
 
@@ -69,10 +69,20 @@ def build_job_srs(job: JobRow, ctx) -> list:  # noqa: ANN001 - PipelineContext -
     model = ModelIdentity(name=str(output.get("model_name") or "unknown model"),
                           version=str(output.get("model_version") or report.model_version))
     builders = {"text": (build_report_sr, sr_uids), "tid1500": (build_measurement_report_sr, measurement_report_uids)}
+    version = report_version(verdict)
     srs = []
     for template in dict.fromkeys(ctx.settings.sr_templates):
         build, uids = builders[template]
-        series_uid, sop_uid = uids(job.id)
+        if template == "text" and verdict is not None:
+            # The radiologist's verdict is the report's next version: a new SR that names the one it replaces.
+            series_uid, sop_uid = sr_uids(job.id, version)
+            srs.append(build_report_sr(report, sources, model=model, series_instance_uid=series_uid,
+                                       sop_instance_uid=sop_uid, read_instance_uid=job.instance_uid,
+                                       instance_number=version, verdict=verdict,
+                                       predecessor_uids=sr_uids(job.id, version - 1),
+                                       verifying_organization=ctx.settings.sr_verifying_organization))
+            continue
+        series_uid, sop_uid = uids(job.id)  # TID 1500: the AI's results, the same in every version
         srs.append(build(report, sources, model=model, series_instance_uid=series_uid, sop_instance_uid=sop_uid,
                          read_instance_uid=job.instance_uid))
     return srs
@@ -103,7 +113,7 @@ def stow_sr(pacs: PacsServer, sr) -> str:  # noqa: ANN001 - a pydicom Dataset
 
 
 def store_sr(target: PacsServer | DimseDestination | Hl7Destination | FhirDestination, sr, settings,  # noqa: ANN001
-             job: JobRow | None = None) -> str:
+             job: JobRow | None = None, verdict=None) -> str:  # noqa: ANN001 - FeedbackOut: the version sent
     """The finished report to one destination, by its protocol: the SR by STOW-RS or C-STORE, an
     ORU^R01 over MLLP (built from the report and the SR's patient and study attributes, which the SR
     copied from the source images), or the job's FHIR resources as a transaction Bundle (built as
@@ -136,9 +146,9 @@ def store_sr(target: PacsServer | DimseDestination | Hl7Destination | FhirDestin
         model = f"{output.get('model_name') or 'unknown model'} {output.get('model_version') or report.model_version}"
         header = OruHeader(settings.hl7_sending_application, settings.hl7_sending_facility,
                            target.receiving_application, target.receiving_facility, settings.hl7_service_code)
-        message = to_er7(build_oru_r01(report, sr, job.id, header, model))
+        message = to_er7(build_oru_r01(report, sr, job.id, header, model, verdict=verdict))
         try:
-            return send(target, message, control_id(job.id))
+            return send(target, message, control_id(job.id, 1 if verdict is None else verdict.version + 1))
         except HL7Unavailable as exc:
             raise PacsUnavailable(exc.reason) from exc
     return stow_sr(target, sr)
@@ -168,15 +178,23 @@ def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
     servers = ctx.settings.result_servers
     previous: dict[str, Any] = dict((job.results or {}).get("servers") or {})
     attempts = crud.results_attempts(job.results)
+    # The version this round delivers: 1, the AI draft; then each radiologist verdict (release_version).
+    version = int((job.results or {}).get("report_version") or 1)
+    rounds = {"report_version": version, "previous": (job.results or {}).get("previous")}
+    from libs.feedback.record import latest
+
+    with session_scope(ctx.engine) as session:
+        verdict = latest(session, job_id, version - 1) if version > 1 else None
     try:
-        srs = build_job_srs(job, ctx)
+        srs = build_job_srs(job, ctx, verdict)
     except Exception as exc:  # noqa: BLE001 - e.g. a source file gone; retried like a PACS that is down
         log.warning("job %s: report SR not built: %s", job_id, exc)
         return _record(ctx, job_id, FAILED, {
-            "attempts": attempts, "servers": previous,
+            **rounds, "attempts": attempts, "servers": previous,
             "error": f"the report SR could not be built: {type(exc).__name__}: {exc}"[:500]})
     templates = list(dict.fromkeys(ctx.settings.sr_templates))
     outcome: dict[str, Any] = {
+        **rounds,
         "sr_series_uid": str(srs[0].SeriesInstanceUID), "sr_instance_uid": str(srs[0].SOPInstanceUID),
         "srs": [{"template": t, "series_uid": str(sr.SeriesInstanceUID), "instance_uid": str(sr.SOPInstanceUID)}
                 for t, sr in zip(templates, srs)],
@@ -188,7 +206,8 @@ def _store_results(job_id: str, ctx) -> str | None:  # noqa: ANN001
         try:
             # DICOM destinations take every SR (each is kept once: its UIDs are the job's); the others
             # (HL7, FHIR) one message built from the report, with the patient and study of the SR.
-            details = [store_sr(pacs, sr, ctx.settings, job) for sr in (srs if _sends_srs(pacs) else srs[:1])]
+            details = [store_sr(pacs, sr, ctx.settings, job, verdict)
+                       for sr in (srs if _sends_srs(pacs) else srs[:1])]
             detail = details[0] if len(set(details)) == 1 else "; ".join(
                 f"{t}: {d}" for t, d in zip(templates, details))
             outcome["servers"][pacs.name] = {"status": STORED, "detail": detail, "at": now}
@@ -213,10 +232,28 @@ def _record(ctx, job_id: str, state: str, results: dict[str, Any]) -> str:  # no
         state = DEAD
     results = {**results, "attempts": attempts, "attempted_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     with session_scope(ctx.engine) as session:
-        session.execute(
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.results_state == PENDING)
-            .values(results_state=state, results=results)
-            .execution_options(synchronize_session=False)
-        )
+        job = session.get(JobRow, job_id, with_for_update=True)
+        current = int((job.results or {}).get("report_version") or 1) if job is not None else None
+        # Only over this round's pending state: a round for a newer version (a radiologist signed
+        # meanwhile) is not overwritten by the outcome of the older one.
+        if job is None or job.results_state != PENDING or current != int(results.get("report_version") or 1):
+            return job.results_state if job is not None else state
+        job.results_state, job.results = state, results
     return state
+
+
+def release_version(engine, settings, job_id: str, version: int) -> bool:  # noqa: ANN001
+    """A radiologist's verdict is the report's next version (`version`): delivery starts again for
+    it, to every result destination (the SR that replaces the draft's, the final ORU, the FHIR
+    version). It goes out even in co-sign mode: a radiologist's report is what that mode waits for.
+    Returns True when the caller should send the job's QA message (the step that delivers)."""
+    if not settings.result_servers:
+        return False
+    with session_scope(engine) as session:
+        job = session.get(JobRow, job_id, with_for_update=True)
+        if job is None or job.state != JobState.REVIEWED.value:
+            return False
+        previous = {k: v for k, v in (job.results or {}).items() if k != "previous"}
+        job.results = {"report_version": version, "servers": {}, "attempts": 0, "previous": previous or None}
+        job.results_state = PENDING
+    return True

@@ -63,4 +63,13 @@ class FeedbackOut(FeedbackIn):
     edit_distance: int | None = Field(description="Levenshtein distance from the draft's findings + impression to "
                                                   "final_text (edited only)")
     reviewer: str = Field(description="Who gave it: the token subject or API key id")
+    reviewer_name: str | None = Field(default=None, description="The reviewer's display name, as the signed report names them")
     created_at: dt.datetime
+
+
+def signed_sections(final_text: str) -> tuple[str, str]:
+    """(findings, impression) of a signed text: the findings, a blank line, then the impression (the
+    workstation writes it so; a text without a blank line is all findings)."""
+    text = final_text.strip().replace("\r\n", "\n")
+    findings, _, impression = text.partition("\n\n")
+    return findings.strip(), impression.strip()

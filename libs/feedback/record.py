@@ -59,7 +59,8 @@ def _load_report(session, report_id: str) -> tuple[JobRow, Report]:  # noqa: ANN
 def _out(row: ReportFeedbackRow) -> FeedbackOut:
     return FeedbackOut(report_id=row.report_id, version=row.version, decision=row.decision, final_text=row.final_text,
                        reason=row.reason, corrections=row.corrections, edit_distance=row.edit_distance,
-                       reviewer=f"{row.reviewer_type}:{row.reviewer_id}", created_at=row.created_at)
+                       reviewer=f"{row.reviewer_type}:{row.reviewer_id}", reviewer_name=row.reviewer_name,
+                       created_at=row.created_at)
 
 
 def record(engine: Engine, report_id: str, feedback: FeedbackIn, reviewer: Principal) -> FeedbackOut:
@@ -83,6 +84,7 @@ def record(engine: Engine, report_id: str, feedback: FeedbackIn, reviewer: Princ
                     edit_distance=Levenshtein.distance(draft, feedback.final_text.strip())
                     if feedback.decision == "edited" and feedback.final_text else None,
                     draft_chars=len(draft), reviewer_type=reviewer.kind, reviewer_id=reviewer.id,
+                    reviewer_name=(reviewer.name or reviewer.id)[:200],
                     created_at=dt.datetime.now(dt.timezone.utc))
                 session.add(row)
                 session.flush()
@@ -100,3 +102,17 @@ def history(engine: Engine, report_id: str) -> list[FeedbackOut]:
         rows = session.scalars(select(ReportFeedbackRow).where(ReportFeedbackRow.report_id == report_id)
                                .order_by(ReportFeedbackRow.version)).all()
         return [_out(r) for r in rows]
+
+
+def report_version(feedback: FeedbackOut | None) -> int:
+    """The report's version: 1 for the AI draft, then one more per feedback given on it."""
+    return 1 if feedback is None else feedback.version + 1
+
+
+def latest(session, job_id: str, version: int | None = None) -> FeedbackOut | None:  # noqa: ANN001 - Session
+    """The latest feedback on the job's report (or feedback `version`); None when there is none."""
+    query = select(ReportFeedbackRow).where(ReportFeedbackRow.job_id == job_id)
+    if version is not None:
+        query = query.where(ReportFeedbackRow.version == version)
+    row = session.scalars(query.order_by(ReportFeedbackRow.version.desc()).limit(1)).first()
+    return _out(row) if row is not None else None

@@ -44,6 +44,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 
+from libs.domain.feedback import FeedbackOut, signed_sections
 from libs.domain.labels import CHEXPERT_LABELS
 from libs.domain.model_output import ModelOutput
 from libs.domain.report import AssessedObservation, Finding, Report
@@ -71,6 +72,17 @@ class ReportSource:
     instance_uid: str | None  # the frontal image the model read (the boxes are on it)
     effective: dt.datetime  # when the images were received (the acquisition time is not stored)
     issued: dt.datetime  # when QA finished
+    # The radiologist's verdict this version carries (None: the AI draft, version 1): signed
+    # (accepted / edited) makes the report final, rejected makes it cancelled.
+    verdict: FeedbackOut | None = None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.verdict is None else self.verdict.version + 1
+
+    @property
+    def signed(self) -> bool:
+        return self.verdict is not None and self.verdict.decision in ("accepted", "edited")
 
 
 @dataclass(frozen=True)
@@ -286,13 +298,37 @@ def build_observations(src: ReportSource, device: Device, report_id: str,
     return out
 
 
-def _narrative(text: str) -> dict[str, str]:
+def _narrative(text: str, heading: str = "Preliminary AI-generated draft, not a signed report.") -> dict[str, str]:
     body = html.escape(text, quote=False)
     return {
         "status": "generated",
-        "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p><b>Preliminary AI-generated draft, '
-               f"not a signed report.</b></p><pre>{body}</pre></div>",
+        "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p><b>{html.escape(heading, quote=False)}</b></p>'
+               f"<pre>{body}</pre></div>",
     }
+
+
+def _verdict_parts(src: ReportSource, text: str) -> dict[str, Any]:
+    """What the radiologist's verdict changes in the DiagnosticReport: status, text, who, labels."""
+    verdict = src.verdict
+    if verdict is None:
+        return {"status": "preliminary", "meta": _ai_asserted(), "text": _narrative(text),
+                "conclusion": src.report.impression, "title": "Preliminary chest radiograph report (AI-generated draft)",
+                "issued": src.issued}
+    who = verdict.reviewer_name or verdict.reviewer
+    at = _instant(verdict.created_at)
+    meta = {"versionId": str(src.version), "lastUpdated": at}
+    if src.signed:
+        findings, impression = (signed_sections(verdict.final_text) if verdict.final_text
+                                else (src.report.findings_text, src.report.impression))
+        signed_text = f"FINDINGS:\n{findings}\n\nIMPRESSION:\n{impression}\n\nSigned by {who} at {at}."
+        return {"status": "final", "meta": {**meta, "security": [codes.CLINICIAN_ASSERTED_FROM_AI.coding()]},
+                "text": _narrative(signed_text, f"Final report, signed by {who} (drafted by AI)."),
+                "conclusion": impression or findings, "title": "Chest radiograph report, signed", "issued": verdict.created_at,
+                "body": signed_text}
+    return {"status": "cancelled", "meta": {**meta, **_ai_asserted()},
+            "text": _narrative(text, f"AI draft rejected by {who}: {verdict.reason}"),
+            "conclusion": f"Rejected by the radiologist: {verdict.reason}", "issued": verdict.created_at,
+            "title": "Rejected AI-generated draft (not a report)"}
 
 
 def build_diagnostic_report(
@@ -311,28 +347,33 @@ def build_diagnostic_report(
     if report.template:
         extensions.append({"url": defs.ext_template, "valueString": report.template})
     by_id = {o.id: o for o in observations}
+    parts = _verdict_parts(src, text)
     data: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": report_id,
-        "meta": _ai_asserted(),
-        "text": _narrative(text),
+        "meta": parts["meta"],
+        "text": parts["text"],
         "extension": extensions,
-        "status": "preliminary",
+        "status": parts["status"],
         "category": [{"coding": [codes.RADIOLOGY.coding()]}],
         "code": {"coding": [code.coding()], "text": code.display},
         "subject": subject_reference(src.study_uid, defs),
         "effectiveDateTime": _instant(src.effective),
-        "issued": _instant(src.issued),
+        "issued": _instant(parts["issued"]),
         "imagingStudy": [imaging_study_reference(src.study_uid)],
-        "conclusion": report.impression,
+        "conclusion": parts["conclusion"],
         "presentedForm": [{
             "contentType": "text/plain; charset=utf-8",
             "language": "en",
-            "data": base64.b64encode(text.encode("utf-8")).decode("ascii"),
-            "title": "Preliminary chest radiograph report (AI-generated draft)",
-            "creation": _instant(src.issued),
+            "data": base64.b64encode(parts.get("body", text).encode("utf-8")).decode("ascii"),
+            "title": parts["title"],
+            "creation": _instant(parts["issued"]),
         }],
     }
+    if src.signed:
+        verdict = src.verdict
+        data["resultsInterpreter"] = [{"display": verdict.reviewer_name or verdict.reviewer,
+                                       "identifier": {"system": defs.audit_agent_system, "value": verdict.reviewer}}]
     if _is_uuid(src.job_id):
         data["identifier"] = [{"system": codes.RFC_3986, "value": f"urn:uuid:{src.job_id}"}]
     if observations:
@@ -340,8 +381,10 @@ def build_diagnostic_report(
     if report.findings:
         data["conclusionCode"] = [codes.finding_concept(f.label, f.finding, defs) for f in report.findings]
     resource = _validated(DiagnosticReport, data)
-    if resource.status != "preliminary":  # fhir.resources does not check code values; we do
-        raise FhirBuildError("a drafted DiagnosticReport must be preliminary")
+    expected = {None: "preliminary"}.get(src.verdict and src.verdict.decision,
+                                         "final" if src.signed else "cancelled")
+    if resource.status != expected:  # fhir.resources does not check code values; we do
+        raise FhirBuildError(f"this DiagnosticReport version must be {expected}")
     return resource
 
 
@@ -355,12 +398,15 @@ def build_provenance(src: ReportSource, report: DiagnosticReport, observations: 
         "resourceType": "Provenance",
         "id": provenance_id(report.id),
         "target": targets,
-        "recorded": _instant(src.issued),
-        "activity": {"coding": [codes.CREATE.coding()]},
+        "recorded": _instant(src.verdict.created_at if src.verdict else src.issued),
+        "activity": {"coding": [(codes.UPDATE if src.verdict else codes.CREATE).coding()]},
         "agent": [{
             "type": {"coding": [codes.AUTHOR.coding()]},
             "who": {"reference": f"Device/{device.id}", "display": f"{name} {version}".strip()},
-        }],
+        }, *([{
+            "type": {"coding": [codes.VERIFIER.coding()]},
+            "who": {"display": src.verdict.reviewer_name or src.verdict.reviewer},
+        }] if src.signed else [])],
         "entity": [{"role": "source", "what": imaging_study_reference(src.study_uid)}],
     })
 

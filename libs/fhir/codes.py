@@ -222,9 +222,14 @@ CONFIDENCE = DEFAULT.confidence
 THRESHOLD = DEFAULT.threshold
 
 CREATE = Code(V3_DATA_OPERATION, "CREATE", "create")
+UPDATE = Code(V3_DATA_OPERATION, "UPDATE", "revise")
 AUTHOR = Code(PROVENANCE_PARTICIPANT, "author", "Author")
+VERIFIER = Code(PROVENANCE_PARTICIPANT, "verifier", "Verifier")
 
 # meta.security of every resource holding AI-generated content (the DiagnosticReport, each Observation):
 # v3 ObservationValue AIAST, as the HL7 AI Transparency on FHIR IG (STU1) has every AI-influenced
 # resource labelled.
 AI_ASSERTED = Code(V3_OBSERVATION_VALUE, "AIAST", "Artificial Intelligence asserted")
+# After a radiologist signed the AI's draft (HL7 AI Transparency on FHIR, AddedProvenanceCS).
+AI_TRANSPARENCY_PROVENANCE = "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AddedProvenanceCS"
+CLINICIAN_ASSERTED_FROM_AI = Code(AI_TRANSPARENCY_PROVENANCE, "CLINAST_AIRPT", "Clinician Asserted from AI Reported")

@@ -11,6 +11,7 @@ from libs.domain.model_output import ModelOutput
 from libs.domain.report import Report
 from libs.domain.request import ReportRequest
 from libs.domain.study import View
+from libs.feedback import record as feedback
 from libs.fhir.builder import ReportSource, device_id, study_pseudonym
 from libs.storage import crud
 from libs.storage.models import InstanceRow, JobRow
@@ -29,18 +30,31 @@ class ReportNotAvailable(Exception):
         self.state = state
 
 
-def load_source(session: Session, job_id: str) -> ReportSource | None:
-    """The reviewed job's ReportSource; None for an unknown job; ReportNotAvailable when not reviewed."""
+class NoSuchVersion(Exception):
+    """The report exists but not in this version."""
+
+
+def load_source(session: Session, job_id: str, version: int | None = None) -> ReportSource | None:
+    """The reviewed job's ReportSource, in its latest version or in `version` (1: the AI draft, then
+    one per radiologist verdict); None for an unknown job; ReportNotAvailable when not reviewed;
+    NoSuchVersion for a version it never had."""
     job = crud.get_job(session, job_id)
     if job is None:
         return None
     state = JobState(job.state)
     if state is not JobState.REVIEWED or job.report is None:
         raise ReportNotAvailable(job.id, state, job.error)
-    return _source(session, job)
+    if version is None:
+        return _source(session, job)
+    if version < 1:
+        raise NoSuchVersion(f"report versions start at 1 (the AI draft), not {version}")
+    verdict = feedback.latest(session, job.id, version - 1) if version > 1 else None
+    if version > 1 and verdict is None:
+        raise NoSuchVersion(f"the report has no version {version}")
+    return _source(session, job, verdict=verdict, latest_verdict=False)
 
 
-def _source(session: Session, job: JobRow) -> ReportSource:
+def _source(session: Session, job: JobRow, verdict=None, latest_verdict: bool = True) -> ReportSource:  # noqa: ANN001
     report = Report.model_validate(job.report)
     output = ModelOutput.model_validate(job.model_output) if job.model_output else None
     try:
@@ -67,6 +81,7 @@ def _source(session: Session, job: JobRow) -> ReportSource:
         instance_uid=job.instance_uid,
         effective=effective,
         issued=crud.aware(reviewed_at),
+        verdict=feedback.latest(session, job.id) if latest_verdict else verdict,
     )
 
 

@@ -28,6 +28,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from pydicom.dataset import Dataset
 
+from libs.domain.feedback import FeedbackOut, signed_sections
 from libs.domain.report import Report
 from libs.sr.builder import AI_NOTICE
 from libs.sr.codes import OBSERVATION_CODES
@@ -52,9 +53,11 @@ class OruHeader:
     service_code: str = "18748-4^Diagnostic imaging study^LN"
 
 
-def control_id(job_id: str) -> str:
-    """MSH-10, 20 characters, the same for every send of one job's report (receivers can de-duplicate)."""
-    return hashlib.sha256(job_id.encode()).hexdigest()[:20].upper()
+def control_id(job_id: str, version: int = 1) -> str:
+    """MSH-10, 20 characters, the same for every send of one version of a job's report (receivers can
+    de-duplicate); version 1 is the AI draft, each radiologist verdict the next."""
+    key = job_id if version == 1 else f"{job_id}:v{version}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20].upper()
 
 
 # hl7apy escapes a backslash it does not know as an escape sequence, \.br\ included: line breaks are
@@ -92,10 +95,22 @@ def _name(ds: Dataset) -> str:
     return name or "UNKNOWN"
 
 
+def result_status(verdict: FeedbackOut | None) -> str:
+    """OBR-25 / OBX-11: P the AI draft, F signed by a radiologist, X rejected (HL7 tables 0123 / 0085)."""
+    if verdict is None:
+        return "P"
+    return "X" if verdict.decision == "rejected" else "F"
+
+
 def build_oru_r01(report: Report, source: Dataset, job_id: str, header: OruHeader, model_label: str,
-                  now: dt.datetime | None = None) -> Message:
-    """The ORU^R01 of one report; `source` is a header of one of the study's images."""
+                  now: dt.datetime | None = None, verdict: FeedbackOut | None = None) -> Message:
+    """The ORU^R01 of one report; `source` is a header of one of the study's images; `verdict`, the
+    radiologist's latest feedback, makes it the report's next version (final, or rejected)."""
     now = now or dt.datetime.now(dt.timezone.utc)
+    status = result_status(verdict)
+    findings_text, impression = report.findings_text, report.impression
+    if verdict is not None and verdict.final_text:
+        findings_text, impression = signed_sections(verdict.final_text)
     # Built tolerant (OBX-5 is "varies": strict mode makes it ST, 199 characters, which a report's
     # text exceeds), then validated against the 2.5.1 structure, OBX-5 left as "varies".
     m = Message("ORU_R01", version=VERSION, validation_level=VALIDATION_LEVEL.TOLERANT)
@@ -106,7 +121,7 @@ def build_oru_r01(report: Report, source: Dataset, job_id: str, header: OruHeade
     msh.msh_6 = escape(header.receiving_facility)
     msh.msh_7 = now.strftime("%Y%m%d%H%M%S")
     msh.msh_9 = "ORU^R01^ORU_R01"
-    msh.msh_10 = control_id(job_id)
+    msh.msh_10 = control_id(job_id, 1 if verdict is None else verdict.version + 1)
     msh.msh_11 = "P"
     msh.msh_12 = VERSION
 
@@ -134,10 +149,19 @@ def build_oru_r01(report: Report, source: Dataset, job_id: str, header: OruHeade
     obr.obr_7 = _ts(_text(source, "StudyDate"), _text(source, "StudyTime"))
     obr.obr_22 = now.strftime("%Y%m%d%H%M%S")
     obr.obr_24 = "RAD"
-    obr.obr_25 = "P"
+    obr.obr_25 = status
     notice = AI_NOTICE.format(model=model_label)
     if report.requires_radiologist_review:
         notice += f" Radiologist review required first: {'; '.join(report.review_reasons) or 'flagged by QA'}."
+    if verdict is not None:
+        who = verdict.reviewer_name or verdict.reviewer
+        at = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+        if status == "F":
+            notice = f"Drafted by {model_label} (AI); reviewed and signed by {who} at {at}."
+            # OBR-32 principal result interpreter (NDL): the radiologist who signed
+            obr.obr_32 = f"{escape(verdict.reviewer)}&{escape(who)}"
+        else:
+            notice = f"REJECTED by {who} at {at}: {verdict.reason}. The AI draft is withdrawn."
     nte = order.add_segment("NTE")
     nte.nte_1 = "1"
     nte.nte_3 = escape(notice)
@@ -150,10 +174,10 @@ def build_oru_r01(report: Report, source: Dataset, job_id: str, header: OruHeade
         seg.obx_5 = value  # "varies": its type is OBX-2's
         for name, field_value in extra.items():
             setattr(seg, name, field_value)
-        seg.obx_11 = "P"
+        seg.obx_11 = "F" if status == "F" else "W" if status == "X" else "P"  # W: the earlier result was wrong
         seg.obx_17 = "AI^Artificial intelligence (model: " + escape(model_label) + ")^L"
 
-    for code, text in ((FINDINGS_CODE, report.findings_text), (IMPRESSION_CODE, report.impression),
+    for code, text in ((FINDINGS_CODE, findings_text), (IMPRESSION_CODE, impression),
                        (RECOMMENDATION_CODE, report.recommendations)):
         if text and text.strip():
             obx("FT", code, escape(text))

@@ -38,6 +38,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from libs.domain.feedback import FeedbackOut, signed_sections
 from libs.domain.report import Finding, Report
 from libs.sr import codes as C
 
@@ -46,6 +47,7 @@ AI_NOTICE = (
     "signed by a radiologist. Not for diagnosis until a radiologist has reviewed it."
 )
 SERIES_DESCRIPTION = "AI generated preliminary report (unverified)"
+SIGNED_SERIES_DESCRIPTION = "AI assisted report, signed by a radiologist"
 MANUFACTURER = "cxr-report"
 SR_SERIES_NUMBER = 990
 
@@ -66,10 +68,15 @@ class ModelIdentity:
         return generate_uid(entropy_srcs=["cxr-report observer device", self.name, self.version])
 
 
-def sr_uids(job_id: str) -> tuple[str, str]:
-    """(SeriesInstanceUID, SOPInstanceUID) derived from the job: a retried store sends the same SR."""
-    return (generate_uid(entropy_srcs=["cxr-report sr series", job_id]),
-            generate_uid(entropy_srcs=["cxr-report sr instance", job_id]))
+def sr_uids(job_id: str, version: int = 1) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) derived from the job and the report's version (1: the AI
+    draft; each radiologist verdict makes the next, in a series of its own): a retried store sends
+    the same SR."""
+    if version == 1:
+        return (generate_uid(entropy_srcs=["cxr-report sr series", job_id]),
+                generate_uid(entropy_srcs=["cxr-report sr instance", job_id]))
+    return (generate_uid(entropy_srcs=["cxr-report sr series", job_id, f"v{version}"]),
+            generate_uid(entropy_srcs=["cxr-report sr instance", job_id, f"v{version}"]))
 
 
 def _text(name: hd.sr.CodedConcept, value: str, rel: str = "CONTAINS") -> hd.sr.TextContentItem:
@@ -123,6 +130,44 @@ def _finding_item(finding: Finding, read_image: Dataset | None) -> hd.sr.CodeCon
     return item
 
 
+def _as_called(report: Report, verdict: FeedbackOut) -> list[Finding]:
+    """The findings as the radiologist called them: the model's, less those called absent, plus
+    those called present that the model missed (with the model's probability), with the
+    radiologist's side and severity."""
+    calls = {c.observation: c for c in verdict.corrections}
+    probability = {o.label: o.probability for o in report.observations}
+    out = []
+    for finding in report.findings:
+        call = calls.get(finding.label)
+        if call is None:
+            out.append(finding)
+        elif call.present:
+            out.append(finding.model_copy(update={"laterality": call.laterality, "severity": call.severity}))
+    known = {f.label for f in report.findings}
+    for label, call in calls.items():
+        if call.present and label not in known:
+            out.append(Finding(finding=f"{label} (radiologist)", label=label, confidence=probability.get(label, 0.0),
+                               laterality=call.laterality, severity=call.severity))
+    return out
+
+
+def _person_name(name: str) -> str:
+    """A display name as a DICOM PN value (no component separators of its own)."""
+    clean = name.replace("^", " ").replace("=", " ").strip()[:63] or "Radiologist"
+    return clean + "^"  # one component (the whole display name as the family name), said explicitly
+
+
+def _predecessor(source: Dataset, series_uid: str, sop_uid: str) -> Dataset:
+    """What highdicom needs to reference the version this SR replaces (same study)."""
+    previous = Dataset()
+    for keyword in ("PatientID", "StudyInstanceUID"):
+        setattr(previous, keyword, source.get(keyword, ""))
+    previous.SeriesInstanceUID = series_uid
+    previous.SOPInstanceUID = sop_uid
+    previous.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"
+    return previous
+
+
 def _container(name: hd.sr.CodedConcept, items: list) -> hd.sr.ContainerContentItem:
     box = hd.sr.ContainerContentItem(name=name, relationship_type="CONTAINS")
     box.ContentSequence = hd.sr.ContentSequence(items)
@@ -157,11 +202,18 @@ def build_report_sr(
     series_number: int = SR_SERIES_NUMBER,
     instance_number: int = 1,
     when: dt.datetime | None = None,
+    verdict: FeedbackOut | None = None,
+    predecessor_uids: tuple[str, str] | None = None,
+    verifying_organization: str = "Radiology",
 ) -> hd.sr.ComprehensiveSR:
     """The report as a Comprehensive SR in the sources' study.
 
     `sources`: the study's images (headers are enough: read with stop_before_pixels), all of one
     study; `read_instance_uid`: the image the model read, to which bounding boxes refer.
+    `verdict`: the radiologist's latest feedback, which makes this the report's next version: signed
+    (accepted / edited: the signed text, COMPLETE, VERIFIED by the radiologist, FINAL, the coded
+    findings as the radiologist called them) or rejected (still unverified, the reason first);
+    `predecessor_uids` (series, instance) of the version it replaces, in PredecessorDocumentsSequence.
     """
     if not sources:
         raise ValueError("an SR needs at least one source image")
@@ -181,15 +233,30 @@ def build_report_sr(
             model_name=model.label[:64],
         ),
     )
+    signed = verdict is not None and verdict.decision in ("accepted", "edited")
     notice = AI_NOTICE.format(model=model.label)
     if report.requires_radiologist_review:
         reasons = "; ".join(report.review_reasons) or "flagged by QA"
         notice += f" Radiologist review required first: {reasons}."
+    findings_text, impression = report.findings_text, report.impression
+    reported = list(report.findings)
+    if verdict is not None:
+        who = verdict.reviewer_name or verdict.reviewer
+        at = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+        if signed:
+            notice = (f"SIGNED REPORT. Drafted by {model.label} (AI); reviewed"
+                      f"{', edited' if verdict.decision == 'edited' else ''} and signed by {who} at {at}.")
+            if verdict.final_text:
+                findings_text, impression = signed_sections(verdict.final_text)
+            reported = _as_called(report, verdict)
+        else:
+            notice = (f"REJECTED by {who} at {at}: {verdict.reason}. The AI draft below ({model.label}) is not a "
+                      "report and must not be used for diagnosis.")
 
     findings: list = []
-    if report.findings_text:
-        findings.append(_text(C.FINDING, report.findings_text))
-    findings += [_finding_item(f, read_image) for f in report.findings]
+    if findings_text:
+        findings.append(_text(C.FINDING, findings_text))
+    findings += [_finding_item(f, read_image) for f in reported]
     if report.not_assessed:
         findings.append(_text(C.COMMENT, "Not assessed by the model (neither positive nor negative): "
                                          + ", ".join(report.not_assessed)))
@@ -200,10 +267,10 @@ def build_report_sr(
         *hd.sr.LanguageOfContentItemAndDescendants(C.ENGLISH),
         *hd.sr.ObservationContext(observer_device_context=device),
         _text(C.COMMENT, notice),
-        _code(C.PRELIMINARY_REPORT, C.YES, "CONTAINS"),
-        _code(C.REVIEW_REQUIRED, C.YES if report.requires_radiologist_review else C.NO, "CONTAINS"),
+        _code(C.PRELIMINARY_REPORT, C.NO if signed else C.YES, "CONTAINS"),
+        _code(C.REVIEW_REQUIRED, C.YES if report.requires_radiologist_review and verdict is None else C.NO, "CONTAINS"),
         _container(C.FINDINGS_SECTION, findings),
-        _container(C.IMPRESSIONS_SECTION, [_text(C.IMPRESSION, report.impression or "(none)")]),
+        _container(C.IMPRESSIONS_SECTION, [_text(C.IMPRESSION, impression or "(none)")]),
         _container(C.RECOMMENDATIONS_SECTION, [_text(C.RECOMMENDATION, report.recommendations or "(none)")]),
     ])
 
@@ -223,13 +290,16 @@ def build_report_sr(
         sop_instance_uid=sop_instance_uid,
         instance_number=instance_number,
         manufacturer=model.manufacturer[:64],
-        is_complete=False,
-        is_final=False,
-        is_verified=False,
+        is_complete=signed,
+        is_final=signed,
+        is_verified=signed,
+        verifying_observer_name=_person_name(verdict.reviewer_name or verdict.reviewer) if signed else None,
+        verifying_organization=verifying_organization[:64] if signed else None,
+        previous_versions=[_predecessor(sources[0], *predecessor_uids)] if predecessor_uids else None,
         contributing_equipment=[equipment],
     )
-    sr.SeriesDescription = SERIES_DESCRIPTION
-    sr.PreliminaryFlag = "PRELIMINARY"
+    sr.SeriesDescription = SIGNED_SERIES_DESCRIPTION if signed else SERIES_DESCRIPTION
+    sr.PreliminaryFlag = "FINAL" if signed else "PRELIMINARY"
     scheme = Dataset()
     scheme.CodingSchemeDesignator = C.LOCAL_SCHEME
     scheme.CodingSchemeName = C.LOCAL_SCHEME_NAME

@@ -148,6 +148,8 @@ class ReportFeedbackRow(Base):
     draft_chars: Mapped[int] = mapped_column(Integer)
     reviewer_type: Mapped[str] = mapped_column(String(16))
     reviewer_id: Mapped[str] = mapped_column(String(200))
+    # The reviewer's display name (API key name or token name) for the signed report (migration 0006).
+    reviewer_name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 

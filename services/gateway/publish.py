@@ -113,3 +113,46 @@ def make_publisher(settings: Settings, ctx: PipelineContext) -> Publisher:
     if backend == "inprocess":
         return InProcessPublisher(ctx)
     raise ValueError(f"unknown queue_backend {settings.queue_backend!r}; use 'celery' or 'inprocess'")
+
+
+def send_qa(settings: Settings, pipeline: PipelineContext, background, job_ids: list[str]) -> None:  # noqa: ANN001
+    """QA messages for jobs whose results must go out (released store-backs, a radiologist's new
+    version): published now (Celery), or run after the answer (in-process, as a background task).
+    A publishing failure leaves them pending: the reconciler sends them once stale."""
+    if not job_ids:
+        return
+    messages = [StepMessage(job_id=j) for j in job_ids]
+    if settings.queue_backend.strip().lower() == "celery":
+        from libs.pipeline.redrive import celery_dispatcher
+
+        try:
+            with celery_dispatcher(settings) as dispatcher:
+                for m in messages:
+                    dispatcher.send(Step.QA, m)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("results not queued (%s); the reconciler will send them", type(exc).__name__)
+        return
+    local = InProcessDispatcher()
+    for m in messages:
+        local.send(Step.QA, m)
+    background.add_task(_drain_quietly, pipeline, local)
+
+
+def _drain_quietly(ctx: PipelineContext, dispatcher: InProcessDispatcher) -> None:
+    from libs.pipeline.embedded import drain
+
+    try:
+        drain(ctx, dispatcher)
+    except Exception as exc:  # noqa: BLE001 - drain stored the reason in the job
+        log.warning("in-process delivery failed: %s", type(exc).__name__)
+
+
+def deliver_version(settings: Settings, pipeline: PipelineContext, background, job_id: str, version: int) -> bool:  # noqa: ANN001
+    """A radiologist's verdict stored as the report's version `version`: deliver it to the result
+    destinations (libs/dicomweb/results.py, release_version). True when a delivery was started."""
+    from libs.dicomweb.results import release_version
+
+    if not release_version(pipeline.engine, settings, job_id, version):
+        return False
+    send_qa(settings, pipeline, background, [job_id])
+    return True

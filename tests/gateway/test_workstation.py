@@ -170,3 +170,24 @@ def test_study_page_image_and_sign_accept_edit_reject(client: TestClient, browse
 
 def test_roles_grant_what_the_workstation_checks() -> None:
     assert "user/DiagnosticReport.rus" in role_scopes("radiologist")
+
+
+def test_each_verdict_is_the_reports_next_fhir_version(client: TestClient, browser: TestClient,  # noqa: ANN001
+                                                       make_chest_dicom) -> None:
+    report = _report(client, make_chest_dicom)
+    report_id = report["report_id"]
+    draft = client.get(f"/fhir/DiagnosticReport/{report_id}").json()
+    assert draft["status"] == "preliminary" and draft["meta"]["security"][0]["code"] == "AIAST"
+    _signin(browser, _radiologist(browser, "Dr Signer"))
+    csrf = _csrf(browser.get(f"/workstation/reports/{report_id}").text)
+    url = f"/workstation/reports/{report_id}/sign"
+    browser.post(url, data={"csrf": csrf, "action": "sign", "findings_text": "Clear lungs.",
+                            "impression": "Normal chest."})
+    signed = client.get(f"/fhir/DiagnosticReport/{report_id}").json()
+    assert signed["status"] == "final" and signed["meta"]["versionId"] == "2"
+    assert signed["meta"]["security"][0]["code"] == "CLINAST_AIRPT"
+    assert signed["resultsInterpreter"][0]["display"] == "Dr Signer" and signed["conclusion"] == "Normal chest."
+    browser.post(url, data={"csrf": csrf, "action": "reject", "reason": "wrong side"})
+    rejected = client.get(f"/fhir/DiagnosticReport/{report_id}").json()
+    assert rejected["status"] == "cancelled" and rejected["meta"]["versionId"] == "3"
+    assert "wrong side" in rejected["conclusion"]

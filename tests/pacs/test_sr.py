@@ -163,3 +163,29 @@ def test_sources_without_type2_patient_and_study_attributes_give_an_sr_with_them
         assert keyword in sr and not sr.data_element(keyword).value, keyword
     assert sr.PatientID == sources[0].PatientID  # what the images had is kept
     assert all("PatientBirthDate" not in ds for ds in sources)  # the callers' datasets are untouched
+
+
+def test_a_signed_verdict_makes_a_verified_final_sr_that_replaces_the_draft() -> None:
+    import datetime as dt
+
+    from libs.domain.feedback import FeedbackOut, FindingCorrection
+
+    sources = _sources()
+    report = _report(str(sources[0].StudyInstanceUID))
+    verdict = FeedbackOut(report_id="rpt-x", version=1, decision="edited", final_text="Right effusion.\n\nEffusion.",
+                          corrections=[FindingCorrection(observation="Cardiomegaly", present=False)], edit_distance=3,
+                          reviewer="apikey:abc", reviewer_name="Dr Who", created_at=dt.datetime.now(dt.timezone.utc))
+    series, sop = sr_uids("job-1", 2)
+    assert (series, sop) != sr_uids("job-1")
+    sr = _roundtrip(build_report_sr(report, sources, model=MODEL, series_instance_uid=series, sop_instance_uid=sop,
+                                    verdict=verdict, predecessor_uids=sr_uids("job-1")))
+    assert (sr.CompletionFlag, sr.VerificationFlag, sr.PreliminaryFlag) == ("COMPLETE", "VERIFIED", "FINAL")
+    assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Dr Who^"
+    previous = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert previous.ReferencedSOPInstanceUID == sr_uids("job-1")[1]
+    items = _items(sr.ContentSequence)
+    texts = [i.TextValue for i in items if i.ValueType == "TEXT"]
+    assert "Right effusion." in texts and "Effusion." in texts and any(t.startswith("SIGNED REPORT") for t in texts)
+    coded = [i.ConceptCodeSequence[0].CodeMeaning for i in items
+             if i.ValueType == "CODE" and _name(i) == "Finding"]
+    assert coded == ["Pleural effusion"]  # the radiologist called cardiomegaly absent

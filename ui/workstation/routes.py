@@ -14,7 +14,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from libs.feedback import record as feedback
 from libs.storage.db import session_scope
 from libs.storage.models import InstanceRow, JobRow
 from services.gateway.api.deps import EngineDep, PrincipalDep, SettingsDep, audit_entity
+from services.gateway.publish import deliver_version
 from ui.workstation import images, worklist
 
 HERE = Path(__file__).parent
@@ -241,8 +242,8 @@ def _normal(text: str) -> str:
 
 
 @router.post("/workstation/reports/{report_id}/sign", name="workstation_sign")
-async def workstation_sign(report_id: str, request: Request, engine: EngineDep, principal: PrincipalDep,
-                           session: SessionDep) -> Response:
+async def workstation_sign(report_id: str, request: Request, background: BackgroundTasks, engine: EngineDep,
+                           settings: SettingsDep, principal: PrincipalDep, session: SessionDep) -> Response:
     """`action` sign (accepted when the text is the draft's, edited otherwise) or reject (with a
     reason): stored as the report's next feedback version; the draft itself is never changed."""
     from services.gateway.problems import ProblemError
@@ -270,6 +271,9 @@ async def workstation_sign(report_id: str, request: Request, engine: EngineDep, 
         raise ProblemError(422, message, slug="invalid-feedback", title="Feedback not valid") from None
     except feedback.NotAssessed as exc:
         raise ProblemError(422, str(exc), slug="not-assessed", title="Observation not assessed") from None
+    # The verdict is the report's next version: delivered to the PACS, RIS and FHIR destinations.
+    deliver_version(settings, request.app.state.pipeline, background,
+                    report_id.removeprefix(feedback.REPORT_PREFIX), stored.version + 1)
     target = f"/workstation/reports/{report_id}?signed={stored.version}"
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": target})

@@ -1,4 +1,5 @@
-"""Review workstation sign-in sessions (a hash of each cookie's secret, who, until when).
+"""Review workstation sign-in sessions (a hash of each cookie's secret, who, until when), and the
+reviewer's display name on feedback (the signed report names who signed it).
 
 Revision ID: 0006
 Revises: 0005
@@ -28,7 +29,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_workstation_sessions_principal_id", "workstation_sessions", ["principal_id"])
     op.create_index("ix_workstation_sessions_expires_at", "workstation_sessions", ["expires_at"])
+    op.add_column("report_feedback", sa.Column("reviewer_name", sa.String(200)))
 
 
 def downgrade() -> None:
+    op.drop_column("report_feedback", "reviewer_name")
     op.drop_table("workstation_sessions")

@@ -4,11 +4,12 @@ what feedback says about the model is in /metrics (libs/feedback/quality.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 
 from libs.domain.feedback import FeedbackIn, FeedbackOut
 from libs.feedback import record as feedback
-from services.gateway.api.deps import EngineDep, PrincipalDep
+from services.gateway.api.deps import EngineDep, PrincipalDep, SettingsDep
+from services.gateway.publish import deliver_version
 from services.gateway.api.routes.reports import require_json
 from services.gateway.problems import ProblemError, problem_responses
 
@@ -27,14 +28,16 @@ def _unknown(report_id: str) -> ProblemError:
     description="Stores the radiologist's verdict as the report's next feedback version: `accepted`, `edited` "
                 "with `final_text` (findings and impression as signed), or `rejected` with a `reason`; "
                 "`corrections` give the radiologist's call on observations the report assessed. The draft is "
-                "never changed; the latest version is the one the quality metrics count.",
+                "never changed; the latest version is the one the quality metrics count. Each feedback is the "
+                "report's next version (FHIR DiagnosticReport final or cancelled, a new SR replacing the "
+                "previous, a final ORU) and is delivered to the result destinations.",
     responses=problem_responses(404, 409, 415, 422, descriptions={
         404: "No such report", 409: "The report is not drafted yet",
         422: "Inconsistent feedback, or a correction of an observation the report did not assess"}),
     dependencies=[Depends(require_json)],
 )
-def give_feedback(report_id: str, body: FeedbackIn, response: Response, engine: EngineDep,
-                  principal: PrincipalDep) -> FeedbackOut:
+def give_feedback(report_id: str, body: FeedbackIn, request: Request, response: Response, background: BackgroundTasks,
+                  engine: EngineDep, settings: SettingsDep, principal: PrincipalDep) -> FeedbackOut:
     try:
         stored = feedback.record(engine, report_id, body, principal)
     except feedback.UnknownReport:
@@ -44,6 +47,9 @@ def give_feedback(report_id: str, body: FeedbackIn, response: Response, engine: 
     except feedback.NotAssessed as exc:
         raise ProblemError(422, str(exc), slug="not-assessed", title="Observation not assessed") from None
     response.headers["Location"] = f"/api/v1/reports/{report_id}/feedback"
+    # The verdict is the report's next version: it goes to the PACS, RIS and FHIR destinations.
+    deliver_version(settings, request.app.state.pipeline, background,
+                    report_id.removeprefix(feedback.REPORT_PREFIX), stored.version + 1)
     return stored
 
 

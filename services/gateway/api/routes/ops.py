@@ -17,6 +17,7 @@ from libs.pipeline import redrive as dead
 from libs.pipeline.dispatch import InProcessDispatcher
 from libs.pipeline.messages import Step, StepMessage
 from services.gateway.api.deps import EngineDep, PrincipalDep, SettingsDep
+from services.gateway.publish import send_qa
 from services.gateway.problems import ProblemError, problem_responses
 
 log = logging.getLogger(__name__)
@@ -154,26 +155,6 @@ def _automation_out(state: automation.AutomationState, **extra) -> AutomationOut
                          source=state.source, **extra)
 
 
-def _send_qa(settings, request: Request, background: BackgroundTasks, job_ids: list[str]) -> None:  # noqa: ANN001
-    """QA messages for released store-backs: published now (Celery), or run after the answer (in-process).
-    Publishing failures leave them pending: the reconciler sends them once stale."""
-    if not job_ids:
-        return
-    messages = [StepMessage(job_id=j) for j in job_ids]
-    if settings.queue_backend.strip().lower() == "celery":
-        try:
-            with dead.celery_dispatcher(settings) as dispatcher:
-                for m in messages:
-                    dispatcher.send(Step.QA, m)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("released store-backs not queued (%s); the reconciler will send them", type(exc).__name__)
-        return
-    local = InProcessDispatcher()
-    for m in messages:
-        local.send(Step.QA, m)
-    background.add_task(_drain, request.app.state.pipeline, local)
-
-
 @router.get("/automation", response_model=AutomationOut, summary="Automation mode", tags=["automation"])
 def automation_status(engine: EngineDep) -> AutomationOut:
     return _automation_out(automation.current(engine))
@@ -199,7 +180,7 @@ def resume_automation(body: SwitchIn, engine: EngineDep, settings: SettingsDep, 
     if changed:
         log.warning("automation resumed by %s through the API; %d held store-backs released", principal.agent,
                     len(released))
-    _send_qa(settings, request, background, released)
+    send_qa(settings, request.app.state.pipeline, background, released)
     return _automation_out(state, changed=changed, released=len(released))
 
 
