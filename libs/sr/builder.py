@@ -191,6 +191,33 @@ def _with_type2_study_attributes(ds: Dataset) -> Dataset:
     return filled
 
 
+def device_observer(model: ModelIdentity) -> hd.sr.ObserverContext:
+    """The model as the SR's observer device (TID 1004): the same in every SR it writes."""
+    return hd.sr.ObserverContext(
+        observer_type=C.DEVICE,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=model.device_uid, name=model.name[:64], manufacturer_name=model.manufacturer[:64],
+            model_name=model.label[:64]),
+    )
+
+
+def model_equipment(model: ModelIdentity, when: dt.datetime, description: str) -> hd.ContributingEquipment:
+    """The model as Processing Equipment in ContributingEquipmentSequence."""
+    return hd.ContributingEquipment(
+        manufacturer=model.manufacturer[:64], purpose_of_reference=C.PROCESSING_EQUIPMENT,
+        manufacturer_model_name=model.name[:64], software_versions=model.version[:64],
+        contribution_datetime=when, contribution_description=description[:64])
+
+
+def declare_local_scheme(sr: Dataset) -> None:
+    """CodingSchemeIdentificationSequence: the local scheme of the observations DICOM has no code for."""
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = C.LOCAL_SCHEME
+    scheme.CodingSchemeName = C.LOCAL_SCHEME_NAME
+    scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
+    sr.CodingSchemeIdentificationSequence = [scheme]
+
+
 def build_report_sr(
     report: Report,
     sources: Sequence[Dataset],
@@ -224,15 +251,7 @@ def build_report_sr(
     read_image = next((ds for ds in sources if ds.SOPInstanceUID == read_instance_uid), None)
     when = when or dt.datetime.now(dt.timezone.utc)
 
-    device = hd.sr.ObserverContext(
-        observer_type=C.DEVICE,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=model.device_uid,
-            name=model.name[:64],
-            manufacturer_name=model.manufacturer[:64],
-            model_name=model.label[:64],
-        ),
-    )
+    device = device_observer(model)
     signed = verdict is not None and verdict.decision in ("accepted", "edited")
     notice = AI_NOTICE.format(model=model.label)
     if report.requires_radiologist_review:
@@ -274,14 +293,7 @@ def build_report_sr(
         _container(C.RECOMMENDATIONS_SECTION, [_text(C.RECOMMENDATION, report.recommendations or "(none)")]),
     ])
 
-    equipment = hd.ContributingEquipment(
-        manufacturer=model.manufacturer[:64],
-        purpose_of_reference=C.PROCESSING_EQUIPMENT,
-        manufacturer_model_name=model.name[:64],
-        software_versions=model.version[:64],
-        contribution_datetime=when,
-        contribution_description=f"AI model {model.label} drafted this preliminary report"[:64],
-    )
+    equipment = model_equipment(model, when, f"AI model {model.label} drafted this preliminary report")
     sr = hd.sr.ComprehensiveSR(
         evidence=list(sources),
         content=root,
@@ -300,9 +312,5 @@ def build_report_sr(
     )
     sr.SeriesDescription = SIGNED_SERIES_DESCRIPTION if signed else SERIES_DESCRIPTION
     sr.PreliminaryFlag = "FINAL" if signed else "PRELIMINARY"
-    scheme = Dataset()
-    scheme.CodingSchemeDesignator = C.LOCAL_SCHEME
-    scheme.CodingSchemeName = C.LOCAL_SCHEME_NAME
-    scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
-    sr.CodingSchemeIdentificationSequence = [scheme]
+    declare_local_scheme(sr)
     return sr

@@ -41,7 +41,8 @@ from pydicom.uid import generate_uid
 
 from libs.domain.report import AssessedObservation, Finding, Report
 from libs.sr import codes as C
-from libs.sr.builder import MANUFACTURER, ModelIdentity, _with_type2_study_attributes
+from libs.sr.builder import (ModelIdentity, _with_type2_study_attributes, declare_local_scheme, device_observer,
+                              model_equipment)
 
 SERIES_DESCRIPTION = "AI generated measurement report (unverified)"
 SR_SERIES_NUMBER = 991
@@ -151,12 +152,7 @@ def build_measurement_report_sr(
     groups = [_group(obs, by_label.get(obs.label), i, job_key=sop_instance_uid, model=model, read_image=read_image)
               for i, obs in enumerate(_observations(report), start=1)]
 
-    device = hd.sr.ObserverContext(
-        observer_type=C.DEVICE,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=model.device_uid, name=model.name[:64], manufacturer_name=model.manufacturer[:64],
-            model_name=model.label[:64]),
-    )
+    device = device_observer(model)
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=PROCEDURE,
@@ -167,14 +163,7 @@ def build_measurement_report_sr(
     items = content[0].ContentSequence
     at = next(i for i, item in enumerate(items) if item.ConceptNameCodeSequence[0].CodeValue == "126010")
     items.insert(at, _image_library(sources))
-    equipment = hd.ContributingEquipment(
-        manufacturer=model.manufacturer[:64],
-        purpose_of_reference=C.PROCESSING_EQUIPMENT,
-        manufacturer_model_name=model.name[:64],
-        software_versions=model.version[:64],
-        contribution_datetime=when,
-        contribution_description=f"AI model {model.label} assessed these findings"[:64],
-    )
+    equipment = model_equipment(model, when, f"AI model {model.label} assessed these findings")
     sr = hd.sr.ComprehensiveSR(
         evidence=list(sources),
         content=content,
@@ -191,9 +180,5 @@ def build_measurement_report_sr(
     )
     sr.SeriesDescription = SERIES_DESCRIPTION
     sr.PreliminaryFlag = "PRELIMINARY"
-    scheme = Dataset()
-    scheme.CodingSchemeDesignator = C.LOCAL_SCHEME
-    scheme.CodingSchemeName = C.LOCAL_SCHEME_NAME
-    scheme.CodingSchemeResponsibleOrganization = MANUFACTURER
-    sr.CodingSchemeIdentificationSequence = [scheme]
+    declare_local_scheme(sr)
     return sr
