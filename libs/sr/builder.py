@@ -191,6 +191,17 @@ def _with_type2_study_attributes(ds: Dataset) -> Dataset:
     return filled
 
 
+def study_sources(sources: Sequence[Dataset]) -> list[Dataset]:
+    """The evidence of an SR: at least one image, all of one study, each with the Type 2 patient and
+    study attributes present (empty when the image lacks them)."""
+    if not sources:
+        raise ValueError("an SR needs at least one source image")
+    studies = {str(ds.StudyInstanceUID) for ds in sources}
+    if len(studies) != 1:
+        raise ValueError(f"the source images belong to more than one study ({len(studies)} studies)")
+    return [_with_type2_study_attributes(ds) for ds in sources]
+
+
 def device_observer(model: ModelIdentity) -> hd.sr.ObserverContext:
     """The model as the SR's observer device (TID 1004): the same in every SR it writes."""
     return hd.sr.ObserverContext(
@@ -242,12 +253,7 @@ def build_report_sr(
     findings as the radiologist called them) or rejected (still unverified, the reason first);
     `predecessor_uids` (series, instance) of the version it replaces, in PredecessorDocumentsSequence.
     """
-    if not sources:
-        raise ValueError("an SR needs at least one source image")
-    studies = {str(ds.StudyInstanceUID) for ds in sources}
-    if len(studies) != 1:
-        raise ValueError(f"the source images belong to {len(studies)} studies")
-    sources = [_with_type2_study_attributes(ds) for ds in sources]
+    sources = study_sources(sources)
     read_image = next((ds for ds in sources if ds.SOPInstanceUID == read_instance_uid), None)
     when = when or dt.datetime.now(dt.timezone.utc)
 

@@ -41,8 +41,7 @@ from pydicom.uid import generate_uid
 
 from libs.domain.report import AssessedObservation, Finding, Report
 from libs.sr import codes as C
-from libs.sr.builder import (ModelIdentity, _with_type2_study_attributes, declare_local_scheme, device_observer,
-                              model_equipment)
+from libs.sr.builder import ModelIdentity, declare_local_scheme, device_observer, model_equipment, study_sources
 
 SERIES_DESCRIPTION = "AI generated measurement report (unverified)"
 SR_SERIES_NUMBER = 991
@@ -141,11 +140,7 @@ def build_measurement_report_sr(
     `sources`: the study's images (headers are enough), all of one study; `read_instance_uid`: the
     image the model read, to which regions refer.
     """
-    if not sources:
-        raise ValueError("an SR needs at least one source image")
-    if len({str(ds.StudyInstanceUID) for ds in sources}) != 1:
-        raise ValueError("the source images belong to more than one study")
-    sources = [_with_type2_study_attributes(ds) for ds in sources]
+    sources = study_sources(sources)
     read_image = next((ds for ds in sources if ds.SOPInstanceUID == read_instance_uid), None)
     when = when or dt.datetime.now(dt.timezone.utc)
     by_label = {f.label: f for f in report.findings}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pydicom
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, case, func, select
 
 from libs.domain.job import JobState
 from libs.domain.report import Report
@@ -102,7 +102,11 @@ def rows(engine: Engine, filters: Filters = Filters(), limit: int = MAX_ROWS) ->
     if filters.until:
         end = dt.datetime.combine(filters.until + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
         query = query.where(JobRow.created_at < end)
-    query = query.order_by(JobRow.created_at).limit(max(1, min(limit, MAX_ROWS)) * 2)
+    # The order's first keys in SQL, so the limit never cuts a STAT or flagged report off for an older
+    # routine one; critical findings (inside the report JSON) are ordered below, among these rows.
+    query = query.order_by(case((JobRow.priority == "stat", 0), else_=1),
+                           case((JobRow.requires_review.is_(True), 0), else_=1),
+                           JobRow.created_at).limit(max(1, min(limit, MAX_ROWS)) * 2)
     out: list[WorklistRow] = []
     with session_scope(engine) as session:
         for job, feedback, instance in session.execute(query).all():
