@@ -36,7 +36,9 @@ class RedisRecorder:
     """Every command the Redis server executes while the test runs (MONITOR), as text."""
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
+        # MONITOR waits as long as the platform is quiet (its start-up): redis-py 8 reads with a 5 s timeout
+        # by default, which would end the recording before the first study.
+        self.client = redis.Redis.from_url(url, socket_timeout=None)
         self.lines: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
