@@ -248,6 +248,20 @@ class BundleRunner:
             texts += [g.text for g in self._generate(outputs[i:i + step], contexts[i:i + step], None)]
         return texts
 
+    def regenerate_text(self, image: np.ndarray, output: ModelOutput, context=None) -> str:
+        """The report text for `output`'s calls (say a radiologist's corrected ones) on one image [S, S]:
+        the decoder conditioned on those calls instead of the head's (RaDialog's correction task).
+        The encoder runs again only when the decoder reads its image tokens."""
+        if self._decoder is None:
+            raise ValueError("this bundle has no report decoder")
+        from libs.bundle.decoder import ENCODER_IMAGE_TOKENS
+
+        prefixes = None
+        if (self.manifest.generation or Generation()).image_tokens:
+            tokens = self._run(self._prepare(image[None]), [ENCODER_IMAGE_TOKENS])[ENCODER_IMAGE_TOKENS]
+            prefixes = np.ascontiguousarray(tokens, dtype=np.float32)
+        return self._generate([output], [context], prefixes)[0].text
+
     def _generate(self, outputs: list[ModelOutput], contexts: list, prefixes: np.ndarray | None):
         """The chunk's reports, decoded together when the decoder takes an attention mask."""
         from libs.bundle.decoder import prompt_for

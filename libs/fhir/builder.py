@@ -311,7 +311,8 @@ def _verdict_parts(src: ReportSource, text: str) -> dict[str, Any]:
     """What the radiologist's verdict changes in the DiagnosticReport: status, text, who, labels."""
     verdict = src.verdict
     if verdict is None:
-        return {"status": "preliminary", "meta": _ai_asserted(), "text": _narrative(text),
+        # versionId 1 as well: every version, the draft too, can be read again with vread (_history/1).
+        return {"status": "preliminary", "meta": {"versionId": "1", **_ai_asserted()}, "text": _narrative(text),
                 "conclusion": src.report.impression, "title": "Preliminary chest radiograph report (AI-generated draft)",
                 "issued": src.issued}
     who = verdict.reviewer_name or verdict.reviewer

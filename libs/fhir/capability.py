@@ -33,11 +33,14 @@ def capability_statement(base_url: str, now: dt.datetime | None = None,
         "format": ["json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Reports appear once QA has reviewed them; every DiagnosticReport is preliminary.",
+            "documentation": "Reports appear once QA has reviewed them, preliminary (version 1, the AI draft); "
+                             "each radiologist verdict is the next version (final or cancelled), readable with vread.",
             "resource": [
                 {
                     "type": "DiagnosticReport",
-                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
+                    "versioning": "versioned",
+                    "readHistory": False,
                     "searchInclude": ["DiagnosticReport:result"],
                     "searchParam": [
                         {"name": "subject", "type": "reference",

@@ -127,3 +127,23 @@ def register_step_task(app: Celery, step: Step):  # noqa: ANN201 - celery Task
         return state.value if state else None
 
     return process
+
+
+def register_regenerate_task(app: Celery):  # noqa: ANN201 - celery Task
+    """The correction task on the inference queue. Regeneration stores its own failure on the
+    correction row (the radiologist is shown why), so only a database outage makes it retry."""
+    from libs.feedback.corrections import regenerate
+    from libs.pipeline.messages import REGENERATE_TASK, CorrectionMessage
+
+    @app.task(name=REGENERATE_TASK, bind=True, max_retries=3)
+    def process(self, correction_id: str) -> str:  # noqa: ANN001
+        message = CorrectionMessage(correction_id=correction_id)
+        try:
+            return regenerate(message.correction_id, pipeline_context()).state
+        except Exception as exc:
+            if self.request.retries >= self.max_retries:
+                log.error("correction %s: gave up after %d attempts: %s", correction_id, self.request.retries + 1, exc)
+                return "failed"
+            raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries, 10)) from exc
+
+    return process

@@ -24,8 +24,10 @@ Either way, observations the bundle does not assess are listed on their own "Not
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from libs.core.errors import InputRejected
+from libs.domain.feedback import FindingCorrection
 from libs.domain.labels import ABNORMAL_LABELS, CRITICAL_LABELS
 from libs.domain.model_output import LabelPrediction, ModelOutput
 from libs.domain.report import AssessedObservation, Finding, Report, TextGrounding
@@ -88,12 +90,22 @@ def render_report(
     output: ModelOutput,
     request: ReportRequest,
     image: ImageInfo | None = None,
+    asserted: dict[str, FindingCorrection] | None = None,
 ) -> Report:
+    """`asserted`: a radiologist's calls by observation (a corrected draft, libs/feedback/corrections.py).
+    `output` then already carries them as the head's calls; the side and severity they give replace the
+    box's side and the text's severity, and the text states no model confidence: it is the radiologist's."""
     template = load_template(check_template(request.report_template))
+    asserted = asserted or {}
+    if asserted:
+        template = template.model_copy(update={"show_confidence": False})
     not_assessed = [p.label for p in output.predictions if not p.assessed and p.label != "No Finding"]
     context = request.clinical_context
     evidence = evidence_for(output, image, age=context.age if context else None,
                             text_sees_image=output.text_sees_image)
+    sides = {label: call.laterality for label, call in asserted.items() if call.present and call.laterality}
+    if sides:  # a side the radiologist gives is the one the text may state
+        evidence = replace(evidence, box_sides={**evidence.box_sides, **sides})
     grounded = None
     if output.text and output.text.strip():
         model_findings, model_impression = split_model_text(output.text)
@@ -106,6 +118,14 @@ def render_report(
         # kept only where it matches the box (libs.reporting.statements, "location").
         laterality = box_side(pred.bounding_box, image) if PHRASES[pred.label].lateral else None
         severity = severities.get(pred.label)
+        box = pred.bounding_box
+        call = asserted.get(pred.label)
+        if call is not None:
+            side = call.laterality if PHRASES[pred.label].lateral else None
+            if side and side != laterality:
+                box = None  # the box marks the other side: its location would contradict the call
+            laterality = side or laterality
+            severity = call.severity or severity
         findings.append(
             Finding(
                 finding=finding_phrase(pred.label, severity, laterality),
@@ -113,7 +133,7 @@ def render_report(
                 confidence=round(float(pred.probability), 4),  # type: ignore[arg-type]
                 severity=severity,
                 laterality=laterality,
-                bounding_box=pred.bounding_box,
+                bounding_box=box,
                 is_critical=pred.label in CRITICAL_LABELS,
             )
         )

@@ -181,3 +181,23 @@ class WorkstationSessionRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReportCorrectionRow(Base):
+    """A radiologist's corrected findings for a draft and the draft the model regenerated from them
+    (libs/feedback/corrections.py): RaDialog's correction task. The draft in `jobs.report` is never
+    changed; what is signed goes to report_feedback."""
+
+    __tablename__ = "report_corrections"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    # One FindingCorrection per observation the radiologist changed: present/absent, side, severity.
+    corrections: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # pending | done | failed
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the regenerated Report
+    text_from_model: Mapped[bool | None] = mapped_column(Boolean)  # False: the bundle has no decoder
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(200))  # kind:id
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

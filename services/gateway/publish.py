@@ -156,3 +156,31 @@ def deliver_version(settings: Settings, pipeline: PipelineContext, background, j
         return False
     send_qa(settings, pipeline, background, [job_id])
     return True
+
+
+def send_regenerate(settings: Settings, pipeline: PipelineContext, background, correction_id: str) -> None:  # noqa: ANN001
+    """A correction to regenerate: to the inference service (Celery), or run in this process after the
+    answer (in-process queue: this process holds the model). Raises PublishFailed when the queue is down."""
+    from libs.pipeline.messages import REGENERATE_TASK, CorrectionMessage, Step
+
+    message = CorrectionMessage(correction_id=correction_id)
+    if settings.queue_backend.strip().lower() == "celery":
+        from libs.pipeline.redrive import celery_dispatcher
+
+        try:
+            with celery_dispatcher(settings) as dispatcher:
+                dispatcher.app.send_task(REGENERATE_TASK, kwargs=message.model_dump(mode="json"),
+                                         queue=Step.INFERENCE.value, priority=0)
+        except Exception as exc:  # noqa: BLE001
+            raise PublishFailed(f"the job queue is unreachable ({type(exc).__name__})") from exc
+        return
+    background.add_task(_regenerate_quietly, pipeline, message.correction_id)
+
+
+def _regenerate_quietly(ctx: PipelineContext, correction_id: str) -> None:
+    from libs.feedback.corrections import regenerate
+
+    try:
+        regenerate(correction_id, ctx)
+    except Exception as exc:  # noqa: BLE001 - the row stays pending; the page says it did not finish
+        log.warning("correction %s not regenerated: %s", correction_id, type(exc).__name__)

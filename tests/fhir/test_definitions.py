@@ -54,7 +54,7 @@ def _ours(urls: list[tuple[str, str]]) -> list[str]:
 def test_every_ai_generated_resource_carries_the_aiast_label() -> None:
     res = build_resources(source())
     report = to_json(res.diagnostic_report)
-    assert report["meta"] == {"security": [AIAST]}
+    assert report["meta"] == {"versionId": "1", "security": [AIAST]}  # the draft is version 1
     assert res.observations and all(to_json(o)["meta"] == {"security": [AIAST]} for o in res.observations)
     # The Device (the model) and the Provenance (who authored what) assert nothing clinical.
     assert "meta" not in to_json(res.device) and "meta" not in to_json(res.provenance)

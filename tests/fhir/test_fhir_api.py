@@ -170,6 +170,7 @@ def test_openapi_documents_fhir_json_for_every_fhir_response(client: TestClient)
     spec = client.get("/openapi.json").json()
     paths = {p: ops for p, ops in spec["paths"].items() if p.startswith("/fhir")}
     assert set(paths) == {"/fhir/metadata", "/fhir/DiagnosticReport", "/fhir/DiagnosticReport/{id}",
+                          "/fhir/DiagnosticReport/{id}/_history/{vid}",
                           "/fhir/Observation/{id}", "/fhir/Provenance/{id}", "/fhir/Device/{id}",
                           "/fhir/AuditEvent", "/fhir/AuditEvent/{id}"}
     for path, ops in paths.items():

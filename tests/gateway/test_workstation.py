@@ -191,3 +191,67 @@ def test_each_verdict_is_the_reports_next_fhir_version(client: TestClient, brows
     rejected = client.get(f"/fhir/DiagnosticReport/{report_id}").json()
     assert rejected["status"] == "cancelled" and rejected["meta"]["versionId"] == "3"
     assert "wrong side" in rejected["conclusion"]
+
+
+def test_correcting_a_call_regenerates_the_draft_and_shows_the_diff(client: TestClient, browser: TestClient,  # noqa: ANN001
+                                                                    make_chest_dicom) -> None:
+    report = _report(client, make_chest_dicom)
+    report_id = report["report_id"]
+    _signin(browser, _radiologist(browser))
+    page = browser.get(f"/workstation/reports/{report_id}").text
+    assert 'id="regenerate"' in page
+    csrf = _csrf(page)
+    url = f"/workstation/reports/{report_id}/regenerate"
+    from libs.reporting.phrases import PHRASES
+
+    flipped = next(o for o in report["observations"] if not o["present"] and PHRASES[o["label"]].lateral)
+    # Nothing changed: nothing to regenerate, said so; no CSRF: refused.
+    r = browser.post(url, data={"csrf": csrf})
+    assert r.status_code == 422 and "no finding was corrected" in r.json()["detail"]
+    assert browser.post(url, data={f"call:{flipped['label']}": "present"}).status_code == 403
+    form = {"csrf": csrf, f"call:{flipped['label']}": "present", f"side:{flipped['label']}": "left"}
+    r = browser.post(url, data=form)
+    assert r.status_code == 200, r.text
+    # The in-process queue regenerates after the answer; the fragment polls its own URL.
+    poll = re.search(r'hx-get="([^"]+/corrections/[^"]+)"', r.text)
+    assert poll, r.text
+    done = browser.get(poll.group(1))
+    assert done.status_code == 200 and 'data-state="done"' in done.text, done.text
+    assert "<ins>" in done.text and 'id="use-regenerated"' in done.text
+    assert "from the template (this model writes no text)" in done.text  # the test bundle has no decoder
+    proposed = re.search(r'data-findings="([^"]*)"', done.text).group(1)
+    assert "left" in proposed.lower()
+    # Recorded per finding, and the draft itself is unchanged.
+    from libs.storage.db import session_scope
+    from libs.storage.models import ReportCorrectionRow
+
+    with session_scope(browser.app.state.engine) as db:
+        (row,) = db.query(ReportCorrectionRow).all()
+        assert row.corrections == [{"observation": flipped["label"], "present": True, "laterality": "left",
+                                    "severity": None}]
+        assert row.requested_by.startswith("apikey:")
+    assert client.get(f"/api/v1/studies/{report['study_id']}/report").json()["findings_text"] == report["findings_text"]
+    # Another report's id with this correction: not found.
+    other = _report(client, make_chest_dicom)
+    assert browser.get(poll.group(1).replace(report_id, other["report_id"])).status_code == 404
+
+
+def test_fhir_vread_gives_every_version(client: TestClient, browser: TestClient, make_chest_dicom) -> None:  # noqa: ANN001
+    report = _report(client, make_chest_dicom)
+    report_id = report["report_id"]
+    _signin(browser, _radiologist(browser, "Dr Signer"))
+    csrf = _csrf(browser.get(f"/workstation/reports/{report_id}").text)
+    browser.post(f"/workstation/reports/{report_id}/sign", data={
+        "csrf": csrf, "action": "sign", "findings_text": "Clear lungs.", "impression": "Normal chest."})
+    v1 = client.get(f"/fhir/DiagnosticReport/{report_id}/_history/1")
+    v2 = client.get(f"/fhir/DiagnosticReport/{report_id}/_history/2")
+    assert v1.status_code == 200 and v1.json()["status"] == "preliminary" and v1.json()["meta"]["versionId"] == "1"
+    assert v1.json()["conclusion"] != "Normal chest."
+    assert v2.json()["status"] == "final" and v2.json()["meta"]["versionId"] == "2"
+    assert v2.json() == client.get(f"/fhir/DiagnosticReport/{report_id}").json()
+    for missing in ("3", "0", "abc"):
+        r = client.get(f"/fhir/DiagnosticReport/{report_id}/_history/{missing}")
+        assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
+    capability = client.get("/fhir/metadata").json()
+    (dr,) = [res for res in capability["rest"][0]["resource"] if res["type"] == "DiagnosticReport"]
+    assert {"code": "vread"} in dr["interaction"] and dr["versioning"] == "versioned"

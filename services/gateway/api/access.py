@@ -52,6 +52,7 @@ RULES: dict[str, Rule] = {
     # FHIR
     "metadata": Rule(None, "R", "CapabilityStatement"),
     "read_diagnostic_report": Rule(s.READ_REPORT, "R", "DiagnosticReport", "id"),
+    "read_diagnostic_report_version": Rule(s.READ_REPORT, "R", "DiagnosticReport", "id"),
     "search_diagnostic_reports": Rule(s.SEARCH_REPORTS, "R", "DiagnosticReport", search=True),
     "read_observation": Rule(s.READ_OBSERVATION, "R", "Observation", "id"),
     "read_provenance": Rule(s.READ_PROVENANCE, "R", "Provenance", "id"),
@@ -69,6 +70,8 @@ RULES: dict[str, Rule] = {
     "workstation_study": Rule(s.SIGN_REPORT, "R", "DiagnosticReport", "report_id"),
     "workstation_image": Rule(s.SIGN_REPORT, "R", "DiagnosticReport", "report_id"),
     "workstation_sign": Rule(s.SIGN_REPORT, "C", "DiagnosticReport", "report_id"),
+    "workstation_regenerate": Rule(s.SIGN_REPORT, "C", "DiagnosticReport", "report_id"),
+    "workstation_correction": Rule(s.SIGN_REPORT, "R", "DiagnosticReport", "report_id"),
     # API documentation (no data, but it maps the attack surface: credentials unless public_api_docs)
     "openapi": Rule(None, "R", "OpenAPI", audit=False),
     "swagger_ui_html": Rule(None, "R", "OpenAPI", audit=False),

@@ -24,6 +24,15 @@
     if (row && !event.target.closest("a")) window.location.href = row.dataset.href;
   });
 
+  // ---- study page: the regenerated draft goes into the editor only when the radiologist says so
+  document.addEventListener("click", (event) => {
+    const use = event.target.closest("#use-regenerated");
+    if (!use) return;
+    document.getElementById("findings_text").value = use.dataset.findings;
+    document.getElementById("impression").value = use.dataset.impression;
+    document.getElementById("findings_text").focus();
+  });
+
   // ---- study page: zoom and pan with CSS transforms; the SVG boxes are in source pixels and scale with the image
   function viewer() {
     const viewport = document.getElementById("viewport"), stage = document.getElementById("stage"),
@@ -90,6 +99,8 @@
       else if (e.key === "-") v.zoom(0.8);
       else if (e.key === "0") v.reset();
       else if (e.key === "a") document.getElementById("sign").click();
+      else if (e.key === "g") document.getElementById("regenerate").click();
+      else if (e.key === "u") { const use = document.getElementById("use-regenerated"); if (use) use.click(); }
       else if (e.key === "r") { e.preventDefault(); const reason = document.getElementById("reason"); reason.focus(); }
       else if (e.key === "n") { const next = document.getElementById("next"); if (next) window.location.href = next.href; }
     });

@@ -45,7 +45,7 @@ from libs.fhir.audit import audit_event, parse_event_id as parse_audit_id
 from libs.fhir.audit import event_id as audit_event_id
 from libs.fhir.capability import capability_statement
 from libs.fhir.outcome import operation_outcome
-from libs.fhir.source import ReportNotAvailable, find_model, load_source, search_sources
+from libs.fhir.source import NoSuchVersion, ReportNotAvailable, find_model, load_source, search_sources
 from libs.storage.db import session_scope
 from libs.auth import scopes
 from libs.auth.principal import ANONYMOUS
@@ -153,15 +153,17 @@ def _resource(resource: Any) -> FhirResponse:
     return FhirResponse(to_json(resource))
 
 
-def _load(engine, report_id: str, defs: codes.Definitions) -> ReportResources:  # noqa: ANN001
+def _load(engine, report_id: str, defs: codes.Definitions, version: int | None = None) -> ReportResources:  # noqa: ANN001
     job_id = job_id_of_report(report_id)
     if job_id is None:
         raise FhirError(404, f"no DiagnosticReport {report_id}")
     with session_scope(engine) as session:
         try:
-            source = load_source(session, job_id)
+            source = load_source(session, job_id, version)
         except ReportNotAvailable as exc:
             raise FhirError(404, f"DiagnosticReport {report_id} is not available: {exc}") from None
+        except NoSuchVersion as exc:
+            raise FhirError(404, f"DiagnosticReport {report_id}: {exc}") from None
     if source is None:
         raise FhirError(404, f"no DiagnosticReport {report_id}")
     try:
@@ -177,11 +179,26 @@ def metadata(request: Request) -> FhirResponse:
     return FhirResponse(capability_statement(fhir_base(request), defs=definitions(request)))
 
 
-@router.get("/DiagnosticReport/{id}", summary="Read a DiagnosticReport (preliminary)", response_class=FhirResponse,
+@router.get("/DiagnosticReport/{id}", summary="Read a DiagnosticReport (its latest version)", response_class=FhirResponse,
             responses=_responses(404, 406), openapi_extra=_ID_PARAM)
 def read_diagnostic_report(request: Request, engine: EngineDep) -> FhirResponse:
     _check_format(request)
     return _resource(_load(engine, request.path_params["id"], definitions(request)).diagnostic_report)
+
+
+@router.get("/DiagnosticReport/{id}/_history/{vid}", summary="Read one version of a DiagnosticReport (vread)",
+            response_class=FhirResponse, responses=_responses(404, 406),
+            openapi_extra={"parameters": [*_ID_PARAM["parameters"], {
+                "name": "vid", "in": "path", "required": True, "schema": {"type": "string"},
+                "description": "1: the AI draft (preliminary); then one per radiologist verdict (final or cancelled)"}]})
+def read_diagnostic_report_version(request: Request, engine: EngineDep) -> FhirResponse:
+    """The report as it was in version `vid` (its meta.versionId): drafts are never overwritten, so every
+    version can be read again."""
+    _check_format(request)
+    vid = request.path_params["vid"]
+    if not vid.isdigit() or len(vid) > 9:
+        raise FhirError(404, f"no version {vid!r} of DiagnosticReport {request.path_params['id']}: versions are 1, 2, ...")
+    return _resource(_load(engine, request.path_params["id"], definitions(request), int(vid)).diagnostic_report)
 
 
 @router.get("/Observation/{id}", summary="Read an assessed-observation Observation", response_class=FhirResponse,
