@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa reconciler dimse
 PORT ?= 8000
 
-.PHONY: docker-tools compose-test install demo test test-fast bench up down services-check orthanc ohif monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
+.PHONY: docker-tools compose-test install demo test test-fast bench up down services-check orthanc ohif axe monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
 
 install: $(STAMP)
 
@@ -71,6 +71,21 @@ ohif:
 	  && test -f $(OHIF_DIR)/dist/index.html || { echo "ohif: no dist/index.html in @ohif/app@$(OHIF_VERSION)"; rm -rf $(OHIF_DIR); exit 1; }; \
 	fi
 
+# The workstation's browser test (tests/workstation) checks accessibility with axe-core (MPL-2.0), run
+# in the page by Playwright: its built axe.min.js from the npm registry, fetched once per version into
+# var/axe/<version> (git-ignored; a test tool, never served by the platform).
+AXE_VERSION := 4.11.0
+AXE_DIR := var/axe/$(AXE_VERSION)
+axe: ohif
+	@if [ -f $(AXE_DIR)/axe.min.js ]; then :; else \
+	  echo "fetching axe-core@$(AXE_VERSION) from the npm registry into $(AXE_DIR)"; \
+	  rm -rf $(AXE_DIR) && mkdir -p $(AXE_DIR) \
+	  && (cd $(AXE_DIR) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null) \
+	  && tar -xzf $(AXE_DIR)/axe-core-$(AXE_VERSION).tgz -C $(AXE_DIR) --strip-components=1 package/axe.min.js package/LICENSE \
+	  && rm -f $(AXE_DIR)/axe-core-$(AXE_VERSION).tgz \
+	  && test -f $(AXE_DIR)/axe.min.js || { echo "axe: no axe.min.js in axe-core@$(AXE_VERSION)"; rm -rf $(AXE_DIR); exit 1; }; \
+	fi
+
 # promtool and amtool check the alert rules and Alertmanager's routes (tests/deploy), and the
 # monitoring tests run a real Prometheus and Alertmanager: Debian's packages, installed once.
 monitoring-tools:
@@ -80,7 +95,7 @@ monitoring-tools:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager; \
 	fi
 
-test: install services-check orthanc monitoring-tools ohif
+test: install services-check orthanc monitoring-tools ohif axe
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -183,19 +183,22 @@ def _model_image(image_path: str | None, instance_path: str | None, size: int): 
 
 # ---- what the page shows ----------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\S+|\s+")
+_WORD = re.compile(r"(\S+)(\s*)")
 
 
 def word_diff(before: str, after: str) -> list[tuple[str, str]]:
-    """(op, text) runs turning `before` into `after` word by word: op is "same", "del" or "ins"."""
-    a, b = _TOKEN.findall(before), _TOKEN.findall(after)
+    """(op, text) runs turning `before` into `after` word by word: op is "same", "del" or "ins". Words are
+    compared without their spacing; each run keeps the spacing (line breaks too) that follows its words."""
+    a, b = _WORD.findall(before.strip()), _WORD.findall(after.strip())
     runs: list[tuple[str, str]] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+    matcher = difflib.SequenceMatcher(a=[w for w, _ in a], b=[w for w, _ in b], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            runs.append(("same", "".join(a[i1:i2])))
+            runs.append(("same", "".join(w + s for w, s in b[j1:j2])))
             continue
         if i2 > i1:
-            runs.append(("del", "".join(a[i1:i2])))
+            removed = "".join(w + s for w, s in a[i1:i2])
+            runs.append(("del", removed if removed[-1:].isspace() or j2 == j1 else removed + " "))
         if j2 > j1:
-            runs.append(("ins", "".join(b[j1:j2])))
+            runs.append(("ins", "".join(w + s for w, s in b[j1:j2])))
     return runs

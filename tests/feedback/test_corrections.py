@@ -60,11 +60,15 @@ def test_asserted_calls_give_the_side_and_severity_and_no_model_confidence() -> 
 
 
 def test_word_diff_marks_removed_and_added_words() -> None:
-    runs = corrections.word_diff("No pleural effusion. Heart normal.", "Small left pleural effusion. Heart normal.")
-    assert "".join(t for op, t in runs if op != "ins") == "No pleural effusion. Heart normal."
-    assert "".join(t for op, t in runs if op != "del") == "Small left pleural effusion. Heart normal."
-    assert ("del", "No") in runs and any(op == "ins" and "left" in t for op, t in runs)
-    assert corrections.word_diff("same", "same") == [("same", "same")]
+    before, after = "No pleural effusion.\nHeart normal.", "Small left pleural effusion.\nHeart normal."
+    runs = corrections.word_diff(before, after)
+    assert "".join(t for op, t in runs if op != "ins").split() == before.split()
+    assert "".join(t for op, t in runs if op != "del") == after  # the new text, line breaks and all
+    assert runs[:2] == [("del", "No "), ("ins", "Small left ")]
+    # A removed run never runs into the added one ("Pneumonia." + "No" must not read "Pneumonia.No").
+    runs = corrections.word_diff("Pneumonia.", "No pneumonia.")
+    assert runs == [("del", "Pneumonia. "), ("ins", "No pneumonia.")]
+    assert corrections.word_diff("same  words", "same words") == [("same", "same words")]
 
 
 def _reviewed_job(ctx: PipelineContext, output, image: np.ndarray) -> str:
