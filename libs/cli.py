@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("libs.auth.cli", fromlist=["register"]).register(sub)  # apikey / audit
     __import__("libs.pipeline.cli", fromlist=["register"]).register(sub)  # jobs (dead letters, redrive)
     __import__("libs.automation.cli", fromlist=["register"]).register(sub)  # automation status/pause/resume
+    __import__("libs.lifecycle.cli", fromlist=["register"]).register(sub)  # model registry, trial, drift
     try:
         from libs.labeler.cli import register as register_labeler
     except ImportError:  # the labeler lands in its own change

@@ -32,11 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("key_id")
     revoke.set_defaults(func=_cmd_revoke)
 
-    a = sub.add_parser("audit", help="the audit trail")
+    a = sub.add_parser("audit", help="the audit trail; the bias audit of the model")
     audit = a.add_subparsers(dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="check the hash chain of the whole trail (exit 1 when broken)")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_cmd_verify)
+    from libs.lifecycle.cli import register_audit
+
+    register_audit(audit)  # cxr-report audit bias
 
 
 def _engine():  # noqa: ANN202

@@ -138,6 +138,24 @@ class Settings(BaseSettings):
     feedback_window_days: float = Field(default=30.0, gt=0, le=3650,
                                         description="Rolling window of the feedback quality metrics")
     ready_requires_workers: bool = Field(default=True, description="Readiness needs a live worker per step")
+    # Model lifecycle (docs/lifecycle.md): the validation gate, shadow, canary and rollback.
+    gate_sensitivity_min: float = Field(default=0.98, ge=0, le=1,
+                                        description="Validation gate: least sensitivity on each gated observation")
+    gate_hallucination_max: float = Field(default=0.03, ge=0, le=1,
+                                          description="Validation gate: most drafts with a finding the head did not see")
+    gate_labels: list[str] | None = Field(default=None, description="Observations the sensitivity gate is on; unset: "
+                                                                    "the critical findings (libs/domain/labels.py)")
+    shadow_min_hours: float = Field(default=48.0, ge=0, description="Least time in shadow before a canary")
+    canary_share: float = Field(default=0.10, gt=0, lt=1, description="Share of studies the canary drafts")
+    canary_min_feedback: int = Field(default=30, ge=1, description="Signed studies per arm before a canary decision")
+    canary_alpha: float = Field(default=0.01, gt=0, lt=1,
+                                description="Family-wise significance of the canary comparison (Bonferroni)")
+    rollback_window_hours: float = Field(default=24.0, ge=0,
+                                         description="A production version this recent is rolled back when an alert fires")
+    drift_window: int = Field(default=200, ge=20, description="Recent studies each drift check compares")
+    drift_alpha: float = Field(default=0.01, gt=0, lt=1, description="Drift checks alarm below this p-value")
+    drift_permutations: int = Field(default=200, ge=50, le=10_000, description="Permutations calibrating the MMD test")
+    drift_check_interval_s: float = Field(default=900.0, ge=10, description="The reconciler checks for drift this often")
     task_max_retries: int = Field(default=5, ge=0)
     task_retry_backoff_max_s: int = Field(default=120, ge=1)
     max_upload_mb: int = Field(default=512, ge=1)

@@ -44,6 +44,8 @@ class FeedbackIn(BaseModel):
                                    description="Findings and impression as signed (edited only)")
     reason: str | None = Field(default=None, max_length=MAX_REASON, description="Why it was rejected (rejected only)")
     corrections: list[FindingCorrection] = Field(default_factory=list, max_length=len(CHEXPERT_LABELS))
+    rating: int | None = Field(default=None, ge=1, le=5,
+                               description="Optional: the draft's usefulness, 1 (useless) to 5 (signed as it was)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "FeedbackIn":

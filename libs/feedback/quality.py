@@ -49,6 +49,12 @@ class Quality:
     def specificity(c: Counter) -> float | None:
         return c["tn"] / (c["tn"] + c["fp"]) if c["tn"] + c["fp"] else None
 
+    @staticmethod
+    def f1(c: Counter) -> float | None:
+        """2 TP / (2 TP + FP + FN): concept drift is a fall in it (libs/lifecycle/drift.py)."""
+        denominator = 2 * c["tp"] + c["fp"] + c["fn"]
+        return 2 * c["tp"] / denominator if denominator else None
+
     def critical(self) -> Counter:
         pooled: Counter = Counter()
         for label, c in self.calls.items():

@@ -60,7 +60,7 @@ def _out(row: ReportFeedbackRow) -> FeedbackOut:
     return FeedbackOut(report_id=row.report_id, version=row.version, decision=row.decision, final_text=row.final_text,
                        reason=row.reason, corrections=row.corrections, edit_distance=row.edit_distance,
                        reviewer=f"{row.reviewer_type}:{row.reviewer_id}", reviewer_name=row.reviewer_name,
-                       created_at=row.created_at)
+                       rating=row.rating, created_at=row.created_at)
 
 
 def record(engine: Engine, report_id: str, feedback: FeedbackIn, reviewer: Principal) -> FeedbackOut:
@@ -84,7 +84,7 @@ def record(engine: Engine, report_id: str, feedback: FeedbackIn, reviewer: Princ
                     edit_distance=Levenshtein.distance(draft, feedback.final_text.strip())
                     if feedback.decision == "edited" and feedback.final_text else None,
                     draft_chars=len(draft), reviewer_type=reviewer.kind, reviewer_id=reviewer.id,
-                    reviewer_name=(reviewer.name or reviewer.id)[:200],
+                    reviewer_name=(reviewer.name or reviewer.id)[:200], rating=feedback.rating,
                     created_at=dt.datetime.now(dt.timezone.utc))
                 session.add(row)
                 session.flush()

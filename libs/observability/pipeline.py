@@ -91,6 +91,7 @@ class PipelineCollector(Collector):
         yield GaugeMetricFamily("cxr_dead_letters", "Jobs given up on although their input was fine "
                                 "(retries or SR store-back attempts ran out), waiting for ops", value=dead)
         yield from self._feedback()
+        yield from self._lifecycle()
 
     def _feedback(self) -> Iterator[GaugeMetricFamily]:
         from libs.feedback.quality import OUTCOMES, window_quality
@@ -139,6 +140,50 @@ class PipelineCollector(Collector):
         if (v := q.specificity(critical)) is not None:
             yield GaugeMetricFamily("cxr_head_critical_specificity", "Specificity pooled over the critical "
                                     "observations, against radiologists, in the window", value=v)
+
+    def _lifecycle(self) -> Iterator[GaugeMetricFamily]:
+        """The registry's models and the canary, the latest drift check per signal, the last rollback, and
+        per-observation F1 against radiologists this week and over the window (concept drift)."""
+        from libs.feedback.quality import window_quality
+        from libs.lifecycle import drift, registry
+
+        try:
+            models = [m for m in registry.all_models(self.engine) if m.state != registry.RETIRED]
+            checks = drift.latest_checks(self.engine)
+            rollbacks = [e.at for e in registry.events(self.engine) if e.action == "rollback"]
+            week, window = window_quality(self.engine, 7.0), window_quality(self.engine, self.window_days)
+        except Exception as exc:  # noqa: BLE001 - the other series still go out
+            log.warning("pipeline metrics: model lifecycle unreadable (%s)", type(exc).__name__)
+            return
+        info = GaugeMetricFamily("cxr_model_state", "1 per registered model in its lifecycle state",
+                                 labels=["model", "state"])
+        for m in models:
+            info.add_metric([m.id, m.state], 1)
+        yield info
+        if rollbacks:
+            yield GaugeMetricFamily("cxr_model_last_rollback_timestamp_seconds", "When the model was last rolled back",
+                                    value=max(rollbacks).timestamp())
+        families = {name: GaugeMetricFamily(name, doc, labels=["signal"]) for name, doc in (
+            ("cxr_drift_p_value", "p-value of the latest drift check against the model's validation reference"),
+            ("cxr_drift_statistic", "Statistic of the latest drift check (MMD², chi-square, KS, rate difference)"),
+            ("cxr_drift_alarm", "1 when the latest drift check alarmed (Bonferroni within its family)"),
+            ("cxr_drift_samples", "Recent studies the latest drift check compared"))}
+        for c in checks:
+            families["cxr_drift_p_value"].add_metric([c.signal], c.p_value)
+            families["cxr_drift_statistic"].add_metric([c.signal], c.statistic)
+            families["cxr_drift_alarm"].add_metric([c.signal], int(c.alarm))
+            families["cxr_drift_samples"].add_metric([c.signal], c.samples)
+        yield from families.values()
+        f1 = GaugeMetricFamily("cxr_head_f1", "F1 of the head against radiologists' calls (window: the feedback "
+                               "window; 7d: the last week)", labels=["observation", "window"])
+        cases = GaugeMetricFamily("cxr_head_f1_cases", "Calls the F1 is computed on", labels=["observation", "window"])
+        for name, quality in (("7d", week), ("window", window)):
+            for label, counts in sorted(quality.calls.items()):
+                if (value := quality.f1(counts)) is not None:
+                    f1.add_metric([label, name], value)
+                    cases.add_metric([label, name], sum(counts.values()))
+        yield f1
+        yield cases
 
     def _queues(self, up: GaugeMetricFamily) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily("cxr_queue_messages", "Messages waiting in a step's queue", labels=["queue"])

@@ -102,7 +102,12 @@ def run_step(step: Step, message: StepMessage, ctx: PipelineContext, dispatcher:
     if following is not None:
         dispatcher.send(following, StepMessage(job_id=message.job_id, priority=message.priority,
                                                image_path=fields.get("image_path", message.image_path)))
-    elif step is Step.QA:
+    if step is Step.INFERENCE:
+        # After the report is on its way, never delaying it: the drift sample, and the model in trial.
+        from libs.lifecycle.trial import after_inference
+
+        after_inference(message.job_id, ctx)
+    if step is Step.QA:
         _store_results(message.job_id, ctx)
     return produces
 
@@ -171,29 +176,39 @@ def ingest(job_id: str, ctx: PipelineContext) -> dict:
 
 
 def model_input_size(ctx: PipelineContext) -> int:
-    """The installed bundle decides the input size; without one, the configured default."""
+    """The production bundle (registered, else configured) decides the input size; without one, the
+    configured default. A model in trial reads the same size (the registry refuses one that does not)."""
     from libs.bundle.manifest import load_manifest
     from libs.core.errors import BundleUnavailable
 
     try:
-        return load_manifest(ctx.settings.bundle_path).input.size
+        return load_manifest(ctx.deployment.production_path(ctx.settings)).input.size
     except BundleUnavailable:
         return ctx.settings.image_size
 
 
 def infer(job_id: str, ctx: PipelineContext) -> dict:
-    from libs.dicom import ResizeGeometry
+    from libs.lifecycle.routing import served
 
     job = _load(job_id, ctx)
     image = np.load(job.image_path)
     context = ReportRequest.model_validate(job.request).clinical_context
-    output = ctx.predict(image, job.priority, context)
-    geometry = ResizeGeometry.from_dict(job.geometry)
-    # Boxes leave the model in its input pixels; clinicians and the SR want source-image pixels.
+    # The canary's share of studies (by a hash of the study: a retry keeps its arm), else production.
+    model, arm = served(ctx.deployment, job.study_uid)
+    output = ctx.predict(image, job.priority, context, model=model)
+    to_source_boxes(output, job.geometry)
+    return {"model_output": output.model_dump(mode="json"), "model_id": model.id if model else None,
+            "model_arm": arm if ctx.deployment.trial is not None or model is not None else None}
+
+
+def to_source_boxes(output: ModelOutput, geometry: dict) -> None:
+    """Boxes leave the model in its input pixels; clinicians and the SR want source-image pixels."""
+    from libs.dicom import ResizeGeometry
+
+    resize = ResizeGeometry.from_dict(geometry)
     for pred in output.predictions:
         if pred.bounding_box is not None:
-            pred.bounding_box = geometry.to_source_box(pred.bounding_box)
-    return {"model_output": output.model_dump(mode="json")}
+            pred.bounding_box = resize.to_source_box(pred.bounding_box)
 
 
 def format_report(job_id: str, ctx: PipelineContext) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -61,6 +61,10 @@ class JobRow(Base):
     requeued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     requeue_count: Mapped[int] = mapped_column(Integer, default=0)
     failure_kind: Mapped[str | None] = mapped_column(String(16))
+    # Model lifecycle (migration 0008): the registered model that drafted the report (null: the configured
+    # bundle, no registry) and its arm, production or canary (libs/lifecycle/routing.py).
+    model_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    model_arm: Mapped[str | None] = mapped_column(String(16))
 
     events: Mapped[list["JobEventRow"]] = relationship(
         back_populates="job", order_by="JobEventRow.id", cascade="all, delete-orphan"
@@ -150,6 +154,7 @@ class ReportFeedbackRow(Base):
     reviewer_id: Mapped[str] = mapped_column(String(200))
     # The reviewer's display name (API key name or token name) for the signed report (migration 0006).
     reviewer_name: Mapped[str | None] = mapped_column(String(200))
+    rating: Mapped[int | None] = mapped_column(Integer)  # 1-5, optional (migration 0008)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
@@ -201,3 +206,84 @@ class ReportCorrectionRow(Base):
     requested_by: Mapped[str] = mapped_column(String(200))  # kind:id
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ModelVersionRow(Base):
+    """A registered model bundle (libs/lifecycle/registry.py): its copy in the registry folder, the hash of
+    that copy, its manifest, the validation gate's report, and where it is in the lifecycle."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # <name>:<version>
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # candidate|shadow|canary|production|retired
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    validation: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the gate's report (latest run)
+    comparison: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the canary comparison (latest run)
+    registered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    registered_by: Mapped[str] = mapped_column(String(200))
+    state_since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelEventRow(Base):
+    """Every lifecycle change of a model (register, validate, promote, rollback, retire): who, why, when."""
+
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # register|validate|promote|rollback|retire|compare
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32))  # cli | api | alertmanager
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class ModelOutputRow(Base):
+    """The output of the model that did NOT draft a job's report, run after the pipeline moved on: the
+    shadow candidate, or during a canary the other arm's model (both models on every trial study, for the
+    paired comparison). Stored and compared, never shown or sent."""
+
+    __tablename__ = "model_outputs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # shadow | paired
+    output: Mapped[dict[str, Any]] = mapped_column(JSON)  # ModelOutput
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the draft it would have written
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class DriftSampleRow(Base):
+    """What drift monitoring keeps of a served study (libs/lifecycle/drift.py): the encoder embedding, the
+    head's probabilities, and acquisition metadata that identifies no one (age as a 10-year band)."""
+
+    __tablename__ = "drift_samples"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(200), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    embedding: Mapped[list[float] | None] = mapped_column(JSON)
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON)  # manufacturer, view, modality, pixel spacing, age band, sex
+
+
+class DriftCheckRow(Base):
+    """One drift check's result per signal: the statistic, its p-value, and whether it alarmed."""
+
+    __tablename__ = "drift_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    model_id: Mapped[str] = mapped_column(String(200))
+    signal: Mapped[str] = mapped_column(String(64))  # embedding_mmd | meta:<field> | label:<observation>
+    statistic: Mapped[float] = mapped_column(Float)
+    p_value: Mapped[float] = mapped_column(Float)
+    alarm: Mapped[bool] = mapped_column(Boolean)
+    samples: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,6 +1,7 @@
 """`python -m services.reconciler`: every `reconcile_interval_s`, the leader among the running
 replicas re-enqueues jobs whose message was lost (libs/pipeline/reconcile.py) and retries SR
-store-backs to the PACS. Stops on SIGTERM/SIGINT, releasing the leader lock.
+store-backs to the PACS; every `drift_check_interval_s` it checks the production model for drift
+(libs/lifecycle/drift.py). Stops on SIGTERM/SIGINT, releasing the leader lock.
 
 Disabled (CXR_RECONCILE_ENABLED=false) or with the in-process queue it idles until stopped instead of
 exiting, so an orchestrator that restarts exited containers does not restart it in a loop.
@@ -12,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 from libs.core.config import Settings, get_settings
 
@@ -43,6 +45,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     log.info("reconciler started: every %gs, jobs unchanged for %gs are re-enqueued, SR store-back up to %d "
              "attempts", interval, settings.reconcile_stale_s, settings.results_max_attempts)
     leading = False
+    next_drift = time.monotonic() + min(60.0, settings.drift_check_interval_s)
     try:
         while not stop.is_set():
             try:
@@ -59,6 +62,9 @@ def run(settings: Settings, stop: threading.Event) -> None:
                         log.info("%s", describe(action))
                 except Exception as exc:  # noqa: BLE001 - database or Redis down: try again next round
                     log.warning("reconcile pass failed (%s); retrying in %gs", _one_line(exc), interval)
+                if time.monotonic() >= next_drift:
+                    next_drift = time.monotonic() + settings.drift_check_interval_s
+                    _check_drift(ctx)
             stop.wait(interval)
     finally:
         try:
@@ -68,6 +74,18 @@ def run(settings: Settings, stop: threading.Event) -> None:
             pass  # it expires on its own
         sender.close()
         client.close()
+
+
+def _check_drift(ctx) -> None:  # noqa: ANN001 - PipelineContext
+    from libs.lifecycle import drift, registry
+
+    try:
+        model = registry.in_state(ctx.engine, registry.PRODUCTION)
+        if model is not None:
+            alarms = [c.signal for c in drift.run_checks(ctx.engine, ctx.settings, model) if c.alarm]
+            log.info("drift check of %s: %s", model.id, ", ".join(alarms) if alarms else "no alarm")
+    except Exception as exc:  # noqa: BLE001 - the next check will try again
+        log.warning("drift check failed (%s)", _one_line(exc))
 
 
 def main() -> None:

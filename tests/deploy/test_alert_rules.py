@@ -32,7 +32,7 @@ def _run(*args: str, cwd: Path = REPO_ROOT) -> str:
 
 def test_rules_are_valid_and_their_unit_tests_pass() -> None:
     promtool = _tool("promtool")
-    assert "SUCCESS: 12 rules found" in _run(promtool, "check", "rules", str(PROMETHEUS / "rules.yml"))
+    assert "SUCCESS: 17 rules found" in _run(promtool, "check", "rules", str(PROMETHEUS / "rules.yml"))
     assert "SUCCESS" in _run(promtool, "test", "rules", str(PROMETHEUS / "tests" / "rules_test.yml"))
 
 
@@ -65,3 +65,12 @@ def test_pause_rules_reach_the_gateway_webhook_and_the_configs_are_valid(tmp_pat
     pausing = [r["alert"] for g in yaml.safe_load((PROMETHEUS / "rules.yml").read_text())["groups"]
                for r in g["rules"] if r.get("labels", {}).get("automation") == "pause"]
     assert pausing == ["HallucinationRateHigh"]
+    # A rollback alert without the pause label reaches the webhook once; with both labels, once too.
+    for labels in (["alertname=CriticalFindingSensitivityLow", "model=rollback"],
+                   ["alertname=HallucinationRateHigh", "automation=pause", "model=rollback"]):
+        routed = _run(_tool("amtool"), "config", "routes", "test", "--config.file", str(tmp_path / "alertmanager.yml"),
+                      "--verify.receivers=cxr-pause-automation,oncall", *labels)
+        assert routed.split().count("cxr-pause-automation") == 1, routed
+    rolling = sorted(r["alert"] for g in yaml.safe_load((PROMETHEUS / "rules.yml").read_text())["groups"]
+                     for r in g["rules"] if r.get("labels", {}).get("model") == "rollback")
+    assert rolling == ["CriticalFindingSensitivityLow", "HallucinationRateHigh"]

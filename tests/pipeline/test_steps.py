@@ -108,7 +108,7 @@ def test_clinical_context_reaches_the_model(ctx, chest_pa: Path) -> None:  # noq
             seen.extend(contexts)
             return real.predict(images, contexts)
 
-    ctx._runner = Spy()
+    ctx._runners["configured"] = Spy()  # the configured bundle serves (nothing registered)
     request = ReportRequest(clinical_context=ClinicalContext(age=67, sex="M", indication="cough"))
     job_id = _job(ctx, [chest_pa], request)
     d = InProcessDispatcher()

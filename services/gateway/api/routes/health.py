@@ -56,13 +56,17 @@ def _check_redis(settings: Settings) -> str:
     return "ok"
 
 
-def _check_bundle(settings: Settings) -> str:
+def _check_bundle(settings: Settings, engine) -> str:  # noqa: ANN001
+    """The production bundle loads: the registry's production model, else the configured one."""
     try:
         from libs.bundle.manifest import load_manifest
+        from libs.lifecycle import registry
     except ImportError as exc:
         return f"model bundle support is not installed ({_one_line(exc)})"
     try:
-        manifest = load_manifest(settings.bundle_path)
+        production = registry.in_state(engine, registry.PRODUCTION)
+        path = production.path if production is not None else settings.bundle_path  # hash: checked at load
+        manifest = load_manifest(path)
     except Exception as exc:  # noqa: BLE001 - BundleUnavailable carries the reason
         return getattr(exc, "reason", None) or _one_line(exc)
     # No comparison with settings.image_size: the pipeline resizes to the bundle's own input size
@@ -90,7 +94,7 @@ async def run_checks(settings: Settings, engine) -> dict[str, str]:  # noqa: ANN
         names.append("redis")
         calls.append(_timed("redis", _check_redis, settings))
     names.append("bundle")
-    calls.append(_timed("bundle", _check_bundle, settings))
+    calls.append(_timed("bundle", _check_bundle, settings, engine))
     return dict(zip(names, await asyncio.gather(*calls)))
 
 

@@ -142,6 +142,8 @@ class AutomationOut(BaseModel):
     source: str | None = Field(default=None, description="api, cli or alertmanager")
     changed: bool | None = Field(default=None, description="False: it was already in this mode (nothing recorded)")
     released: int | None = Field(default=None, description="On resume: held SR store-backs now sent")
+    rolled_back: list[str] | None = Field(default=None, description="Alertmanager: the lifecycle changes an alert "
+                                          "labelled model=rollback made ('<model>: <from> -> <to>')")
 
 
 class SwitchIn(BaseModel):
@@ -198,20 +200,39 @@ class AlertmanagerIn(BaseModel):
 
 
 PAUSE_LABEL = ("automation", "pause")  # a rule with this label pauses automation while it fires
+ROLLBACK_LABEL = ("model", "rollback")  # ... and this one rolls a canary or a fresh promotion back
+
+
+def _firing(body: AlertmanagerIn, label: tuple[str, str]) -> list[AlertIn]:
+    return [a for a in body.alerts if a.status == "firing" and a.labels.get(label[0]) == label[1]]
+
+
+def _alert_reason(alerts: list[AlertIn]) -> str:
+    names = sorted({a.labels.get("alertname", "unnamed alert") for a in alerts})
+    summary = next((a.annotations.get("summary") for a in alerts if a.annotations.get("summary")), "")
+    return f"alert {', '.join(names)}" + (f": {summary}" if summary else "")
 
 
 @router.post("/alertmanager", response_model=AutomationOut, summary="Alertmanager webhook",
-             description="Pauses automation when a firing alert carries the label `automation=\"pause\"` "
+             description="Pauses automation when a firing alert carries the label `automation=\"pause\"`, and rolls "
+                         "the model back (a canary off, or a production promoted within CXR_ROLLBACK_WINDOW_HOURS "
+                         "replaced by the one before) when it carries `model=\"rollback\"` "
                          "(deploy/prometheus/rules.yml). Resolved alerts change nothing: an ops user resumes.",
              responses=problem_responses(422), tags=["automation"])
-def alertmanager_webhook(body: AlertmanagerIn, engine: EngineDep, principal: PrincipalDep) -> AutomationOut:
-    firing = [a for a in body.alerts if a.status == "firing" and a.labels.get(PAUSE_LABEL[0]) == PAUSE_LABEL[1]]
+def alertmanager_webhook(body: AlertmanagerIn, engine: EngineDep, settings: SettingsDep,
+                         principal: PrincipalDep) -> AutomationOut:
+    rolled_back = None
+    if rollback_alerts := _firing(body, ROLLBACK_LABEL):
+        from libs.lifecycle import registry
+
+        changes = registry.rollback(engine, settings, principal.agent, _alert_reason(rollback_alerts), "alertmanager")
+        rolled_back = [f"{e.model_id}: {e.from_state} -> {e.to_state}" for e in changes]
+        if changes:
+            log.warning("model rolled back by Alertmanager (%s): %s", _alert_reason(rollback_alerts), "; ".join(rolled_back))
+    firing = _firing(body, PAUSE_LABEL)
     if not firing:
-        return _automation_out(automation.current(engine), changed=False)
-    names = sorted({a.labels.get("alertname", "unnamed alert") for a in firing})
-    summary = next((a.annotations.get("summary") for a in firing if a.annotations.get("summary")), "")
-    reason = f"alert {', '.join(names)}" + (f": {summary}" if summary else "")
-    state, changed = automation.pause(engine, reason, principal.agent, "alertmanager")
+        return _automation_out(automation.current(engine), changed=False, rolled_back=rolled_back)
+    state, changed = automation.pause(engine, _alert_reason(firing), principal.agent, "alertmanager")
     if changed:
-        log.warning("automation paused by Alertmanager (%s)", ", ".join(names))
-    return _automation_out(state, changed=changed)
+        log.warning("automation paused by Alertmanager (%s)", _alert_reason(firing))
+    return _automation_out(state, changed=changed, rolled_back=rolled_back)
