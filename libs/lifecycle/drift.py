@@ -20,6 +20,7 @@ same-distribution sample alarms with probability about `drift_alpha` per family 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +77,9 @@ def write_reference(model, items, outputs, embeddings: np.ndarray | None) -> Pat
     thresholds = np.array([np.nan if p.threshold is None else p.threshold for p in outputs[0].predictions])
     meta = {f: [_meta_value(f, items[i].meta.get(f)) for i in keep] for f in (*CATEGORICAL, *NUMERIC)}
     path = reference_path(model)
-    arrays = {"probabilities": probs[keep], "thresholds": thresholds,
-              **{f"meta_{f}": np.array(v, dtype=object) for f, v in meta.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Metadata as JSON text, not object arrays: the reference loads without pickle.
+    arrays = {"probabilities": probs[keep], "thresholds": thresholds, "meta_json": np.array(json.dumps(meta))}
     if embeddings is not None:
         arrays["embeddings"] = embeddings[keep].astype(np.float32)
     np.savez_compressed(path, **arrays)
@@ -95,10 +97,10 @@ def _meta_value(field: str, value):  # noqa: ANN001, ANN202
 
 
 def load_reference(path: Path) -> Reference:
-    with np.load(path, allow_pickle=True) as data:
+    with np.load(path, allow_pickle=False) as data:
         return Reference(embeddings=data["embeddings"] if "embeddings" in data else None,
                          probabilities=data["probabilities"], thresholds=data["thresholds"],
-                         meta={f: list(data[f"meta_{f}"]) for f in (*CATEGORICAL, *NUMERIC) if f"meta_{f}" in data})
+                         meta=json.loads(str(data["meta_json"])))
 
 
 # ---- the tests -------------------------------------------------------------------------------
