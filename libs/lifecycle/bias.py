@@ -236,7 +236,7 @@ def plot(result: dict, path: Path) -> Path:
             highs = [r[key]["ci95"][1] for r in rows]
             ok = [i for i, v in enumerate(values) if v is not None]
             ax.errorbar(x[ok] + offset, [values[i] for i in ok],
-                        yerr=[[values[i] - lows[i] for i in ok], [highs[i] - values[i] for i in ok]],
+                        yerr=[[max(0.0, values[i] - lows[i]) for i in ok], [max(0.0, highs[i] - values[i]) for i in ok]],
                         fmt="o", color=colour, label=key, capsize=3)
         ax.axhline(result["gate_sensitivity_min"], color="grey", linestyle="--", linewidth=1)
         ax.set_xticks(x, [r["group"] for r in rows], rotation=30)

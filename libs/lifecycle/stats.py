@@ -30,7 +30,9 @@ def proportion(hits: int, total: int, z: float = 1.959964) -> Proportion:
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return Proportion(hits, total, max(0.0, centre - half), min(1.0, centre + half))
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    # Exactly 0 and 1 at the ends (the arithmetic leaves 1e-16 off).
+    return Proportion(hits, total, 0.0 if hits == 0 else low, 1.0 if hits == total else high)
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
