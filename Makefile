@@ -12,7 +12,7 @@ UP_REDIS_URL ?= redis://127.0.0.1:6379/0
 SERVICES := ingestion inference formatting qa reconciler dimse
 PORT ?= 8000
 
-.PHONY: docker-tools compose-test install demo test test-fast bench up down services-check orthanc ohif axe monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
+.PHONY: docker-tools compose-test install demo test test-fast bench lifecycle-example up down services-check orthanc ohif axe monitoring-tools dashboards clean apikey api-fuzz fuzz bench-stow-memory load chaos
 
 install: $(STAMP)
 
@@ -104,6 +104,11 @@ test-fast: install
 bench: install
 	@mkdir -p bench/results
 	$(BIN)/python -m bench.run_all
+
+# The model lifecycle end to end on real films (docs/lifecycle.md): ~2 minutes, bench/results/lifecycle-example.md
+lifecycle-example: install
+	@mkdir -p bench/results
+	$(BIN)/python -m bench.lifecycle_example
 
 up: install services-check
 	@mkdir -p $(RUN_DIR) $(LOG_DIR)
