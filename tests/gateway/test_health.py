@@ -131,7 +131,7 @@ def test_readyz_answers_when_a_check_hangs(sqlite_client, monkeypatch) -> None: 
     from services.gateway.api.routes import health
 
     monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.3)
-    monkeypatch.setattr(health, "_check_bundle", lambda settings: time.sleep(1.5) or "ok")
+    monkeypatch.setattr(health, "_check_bundle", lambda settings, engine: time.sleep(1.5) or "ok")
     start = time.monotonic()
     r = sqlite_client.get("/readyz")
     assert time.monotonic() - start < 1.2
