@@ -40,3 +40,16 @@ def make_bundle(tmp_path: Path) -> Callable[..., Path]:
 def passed_gate(engine, model_id: str) -> None:  # noqa: ANN001
     """A passing gate report, for tests of the rules that follow the gate (the gate itself: test_gate.py)."""
     registry.store_validation(engine, model_id, {"passed": True, "failures": [], "note": "test fixture"}, "test")
+
+
+def two_models(engine, settings: Settings, make_bundle, trial: str | None = None) -> tuple[str, str]:  # noqa: ANN001
+    """Versions 1.0.0 (production) and 2.0.0 of a test bundle, both through the gate; 2.0.0 taken to
+    `trial` (shadow, or shadow then canary) when given."""
+    a = registry.register(engine, settings, make_bundle("1.0.0"), "t").id
+    b = registry.register(engine, settings, make_bundle("2.0.0", seed=1), "t").id
+    for m in (a, b):
+        passed_gate(engine, m)
+    registry.promote(engine, settings, a, "production", "t", "first")
+    for state in {"shadow": ["shadow"], "canary": ["shadow", "canary"]}.get(trial or "", []):
+        registry.promote(engine, settings, b, state, "t", "trial")
+    return a, b

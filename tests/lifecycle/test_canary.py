@@ -16,7 +16,7 @@ from libs.lifecycle import canary, registry
 from libs.reporting.render import render_report
 from libs.storage.db import session_scope
 from libs.storage.models import JobRow, ModelOutputRow
-from tests.lifecycle.conftest import passed_gate
+from tests.lifecycle.conftest import two_models
 from tests.reporting.helpers import model_output
 
 RADIOLOGIST = Principal(kind="apikey", id="r1", name="Dr R", scopes=frozenset({"user/DiagnosticReport.rus"}))
@@ -25,14 +25,7 @@ RADIOLOGIST = Principal(kind="apikey", id="r1", name="Dr R", scopes=frozenset({"
 @pytest.fixture
 def trial(engine, lifecycle_settings, make_bundle):  # noqa: ANN001, ANN201
     s = lifecycle_settings.model_copy(update={"canary_min_feedback": 20})
-    a = registry.register(engine, s, make_bundle("1.0.0"), "t").id
-    b = registry.register(engine, s, make_bundle("2.0.0", seed=1), "t").id
-    for m in (a, b):
-        passed_gate(engine, m)
-    registry.promote(engine, s, a, "production", "t", "first")
-    registry.promote(engine, s, b, "shadow", "t", "trial")
-    registry.promote(engine, s, b, "canary", "t", "trial")
-    return s, a, b
+    return (s, *two_models(engine, s, make_bundle, trial="canary"))
 
 
 def _study(engine, arm: str, production_finds: bool, candidate_finds: bool, a: str, b: str, *,  # noqa: ANN001

@@ -7,7 +7,7 @@ import pytest
 
 from libs.lifecycle import registry
 from libs.lifecycle.routing import CANARY_ARM, PRODUCTION_ARM, Deployment, in_canary, other, read, served
-from tests.lifecycle.conftest import passed_gate
+from tests.lifecycle.conftest import passed_gate, two_models
 
 
 def test_register_copies_and_hashes_the_bundle_and_refuses_a_second_time(engine, lifecycle_settings, make_bundle) -> None:  # noqa: ANN001
@@ -67,14 +67,8 @@ def test_the_lifecycle_rules(engine, lifecycle_settings, make_bundle) -> None:  
 
 def test_rollback_turns_a_canary_off_then_undoes_a_fresh_promotion(engine, lifecycle_settings, make_bundle) -> None:  # noqa: ANN001
     s = lifecycle_settings
-    a = registry.register(engine, s, make_bundle("1.0.0"), "t").id
-    b = registry.register(engine, s, make_bundle("2.0.0", seed=1), "t").id
-    for m in (a, b):
-        passed_gate(engine, m)
     assert registry.rollback(engine, s, "t", "nothing yet") == []
-    registry.promote(engine, s, a, "production", "t", "first")
-    registry.promote(engine, s, b, "shadow", "t", "trial")
-    registry.promote(engine, s, b, "canary", "t", "trial")
+    a, b = two_models(engine, s, make_bundle, trial="canary")
     (change,) = registry.rollback(engine, s, "alertmanager", "alert CriticalFindingSensitivityLow", "alertmanager")
     assert (change.model_id, change.from_state, change.to_state) == (b, registry.CANARY, registry.CANDIDATE)
     assert registry.in_state(engine, registry.PRODUCTION).id == a
@@ -114,12 +108,7 @@ def test_canary_arms_are_a_deterministic_share_of_studies() -> None:
 def test_routing_serves_the_canary_share_and_runs_the_other_model(engine, lifecycle_settings, make_bundle) -> None:  # noqa: ANN001
     s = lifecycle_settings.model_copy(update={"canary_share": 0.5})
     assert read(engine, s) == Deployment(production=None, trial=None, canary_share=0.5)
-    a = registry.register(engine, s, make_bundle("1.0.0"), "t").id
-    b = registry.register(engine, s, make_bundle("2.0.0", seed=1), "t").id
-    for m in (a, b):
-        passed_gate(engine, m)
-    registry.promote(engine, s, a, "production", "t", "first")
-    registry.promote(engine, s, b, "shadow", "t", "trial")
+    a, b = two_models(engine, s, make_bundle, trial="shadow")
     shadow = read(engine, s)
     assert served(shadow, "1.2.3") == (shadow.production, PRODUCTION_ARM) and other(shadow, PRODUCTION_ARM).id == b
     registry.promote(engine, s, b, "canary", "t", "trial")

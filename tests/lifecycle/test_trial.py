@@ -14,7 +14,7 @@ from libs.pipeline.context import PipelineContext
 from libs.pipeline.embedded import run_study
 from libs.storage.db import session_scope
 from libs.storage.models import DriftSampleRow, JobRow, ModelOutputRow
-from tests.lifecycle.conftest import passed_gate
+from tests.lifecycle.conftest import two_models
 
 
 def _study(tmp_path: Path, make_chest_dicom, n: int, canary: bool | None = None) -> list[Path]:  # noqa: ANN001
@@ -32,12 +32,7 @@ def _study(tmp_path: Path, make_chest_dicom, n: int, canary: bool | None = None)
 def test_shadow_then_canary_in_the_pipeline(lifecycle_settings, engine, make_bundle, make_chest_dicom,  # noqa: ANN001
                                             tmp_path: Path) -> None:
     s = lifecycle_settings.model_copy(update={"canary_share": 0.5})
-    a = registry.register(engine, s, make_bundle("1.0.0"), "t").id
-    b = registry.register(engine, s, make_bundle("2.0.0", seed=1), "t").id
-    for m in (a, b):
-        passed_gate(engine, m)
-    registry.promote(engine, s, a, "production", "t", "first")
-    registry.promote(engine, s, b, "shadow", "t", "trial")
+    a, b = two_models(engine, s, make_bundle, trial="shadow")
     ctx = PipelineContext.from_settings(s)
 
     shadowed = run_study(ctx, _study(tmp_path, make_chest_dicom, 0), ReportRequest())
