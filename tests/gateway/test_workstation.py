@@ -149,11 +149,14 @@ def test_study_page_image_and_sign_accept_edit_reject(client: TestClient, browse
     # Edit the impression and flip one call: edited, with the final text and the flipped call.
     flipped = report["observations"][0]
     form = {"csrf": csrf, "action": "sign", "findings_text": report["findings_text"],
-            "impression": "No acute cardiopulmonary abnormality.",
+            "impression": "No acute cardiopulmonary abnormality.", "rating": "7",
             f"call:{flipped['label']}": "absent" if flipped["present"] else "present"}
-    assert browser.post(url, data=form, headers={"HX-Request": "true"}).status_code == 204
+    r = browser.post(url, data=form, headers={"HX-Request": "true"})
+    assert r.status_code == 422 and "less than or equal to 5" in r.json()["detail"]  # and nothing stored
+    assert len(client.get(f"/api/v1/reports/{report_id}/feedback").json()) == 1
+    assert browser.post(url, data={**form, "rating": "3"}, headers={"HX-Request": "true"}).status_code == 204
     v2 = client.get(f"/api/v1/reports/{report_id}/feedback").json()[-1]
-    assert v2["version"] == 2 and v2["decision"] == "edited"
+    assert v2["version"] == 2 and v2["decision"] == "edited" and v2["rating"] == 3
     assert v2["final_text"].endswith("No acute cardiopulmonary abnormality.") and v2["edit_distance"] > 0
     assert {c["observation"]: c["present"] for c in v2["corrections"]}[flipped["label"]] is not flipped["present"]
 

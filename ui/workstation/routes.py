@@ -265,6 +265,8 @@ async def workstation_sign(report_id: str, request: Request, background: Backgro
                 "corrections": calls}
     else:
         raise ProblemError(422, "action must be sign or reject", slug="bad-action", title="Unknown action")
+    if form.get("rating"):  # the draft's usefulness, 1-5: the canary comparison weighs it (docs/lifecycle.md)
+        body["rating"] = form["rating"]
     try:
         stored = feedback.record(engine, report_id, FeedbackIn.model_validate(body), principal)
     except ValidationError as exc:
