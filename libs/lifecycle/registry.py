@@ -240,6 +240,8 @@ def promote(engine: Engine, settings: Settings, model_id: str, to_state: str, ac
         _check(settings, model, to_state, current, trial)
         if to_state == PRODUCTION and current is not None:
             _set(session, current, RETIRED, actor, source, f"replaced by {model_id}: {reason}")
+        if to_state == CANARY:
+            row.comparison = None  # a comparison from an earlier canary (rolled back since) decides nothing
         _set(session, row, to_state, actor, source, reason)
         session.flush()
         return _out(row)
@@ -253,9 +255,11 @@ def _check(settings: Settings, model: ModelVersion, to_state: str, current: Mode
         raise RegistryError(f"{model.id} has not passed the validation gate (cxr-report model validate {model.id})")
     if to_state in TRIAL and trial is not None:
         raise RegistryError(f"{trial.id} is in {trial.state}: one trial at a time (retire or promote it first)")
-    if current is not None and to_state in TRIAL and current.manifest["input"]["size"] != model.input_size:
-        raise RegistryError(f"{model.id} reads {model.input_size}-pixel images and production "
-                            f"{current.id} {current.manifest['input']['size']}: a trial shares production's preprocessing")
+    if to_state in TRIAL:
+        size, serving = _production_size(settings, current)
+        if size is not None and size != model.input_size:
+            raise RegistryError(f"{model.id} reads {model.input_size}-pixel images and production {serving} "
+                                f"{size}: a trial shares production's preprocessing")
     if to_state == SHADOW and model.state != CANDIDATE:
         raise RegistryError(f"only a candidate goes to shadow; {model.id} is {model.state}")
     if to_state == CANARY:
@@ -276,6 +280,18 @@ def _check(settings: Settings, model: ModelVersion, to_state: str, current: Mode
         if decision != "promote":
             raise RegistryError(f"the canary comparison of {model.id} says {decision or 'nothing yet'!r}, not 'promote' "
                                 f"(cxr-report model compare {model.id})")
+
+
+def _production_size(settings: Settings, current: ModelVersionRow | None) -> tuple[int | None, str]:
+    """(input size, name) of what serves now: the registered production model, else the configured bundle."""
+    if current is not None:
+        return int(current.manifest["input"]["size"]), current.id
+    from libs.core.errors import BundleUnavailable
+
+    try:
+        return load_manifest(settings.bundle_path).input.size, f"(the configured bundle {settings.bundle_path})"
+    except BundleUnavailable:
+        return None, ""
 
 
 def retire(engine: Engine, model_id: str, actor: str, reason: str, source: str = "cli") -> ModelVersion:

@@ -80,8 +80,20 @@ def test_rollback_turns_a_canary_off_then_undoes_a_fresh_promotion(engine, lifec
     outside = s.model_copy(update={"rollback_window_hours": 0})
     assert registry.rollback(engine, outside, "t", "too late") == []
     changes = registry.rollback(engine, s, "t", "alert after promotion")
+    assert registry.get(engine, b).comparison is not None  # the comparison stays on the record
     assert [(e.model_id, e.to_state) for e in changes] == [(b, registry.RETIRED), (a, registry.PRODUCTION)]
     assert registry.in_state(engine, registry.PRODUCTION).id == a
+
+
+def test_a_canary_after_a_rollback_needs_a_new_comparison(engine, lifecycle_settings, make_bundle) -> None:  # noqa: ANN001
+    s = lifecycle_settings
+    _, b = two_models(engine, s, make_bundle, trial="canary")
+    registry.store_comparison(engine, b, {"decision": "promote", "why": "better"}, "t")
+    registry.rollback(engine, s, "alertmanager", "alert", "alertmanager")  # before anyone promoted it
+    registry.promote(engine, s, b, "shadow", "t", "fixed")
+    registry.promote(engine, s, b, "canary", "t", "again")
+    with pytest.raises(registry.RegistryError, match="says 'nothing yet'"):
+        registry.promote(engine, s, b, "production", "t", "the old comparison")
 
 
 def test_a_trial_must_read_the_same_image_size_as_production(engine, lifecycle_settings, make_bundle) -> None:  # noqa: ANN001
@@ -90,6 +102,10 @@ def test_a_trial_must_read_the_same_image_size_as_production(engine, lifecycle_s
     b = registry.register(engine, s, make_bundle("2.0.0", size=128), "t").id
     for m in (a, b):
         passed_gate(engine, m)
+    # Nothing registered serves yet: the configured bundle's size counts.
+    configured = s.model_copy(update={"bundle_path": make_bundle("0.9.0", size=96)})
+    with pytest.raises(registry.RegistryError, match="reads 128-pixel images and production .the configured bundle"):
+        registry.promote(engine, configured, b, "shadow", "t", "different size")
     registry.promote(engine, s, a, "production", "t", "first")
     with pytest.raises(registry.RegistryError, match="reads 128-pixel images and production"):
         registry.promote(engine, s, b, "shadow", "t", "different size")
