@@ -132,7 +132,32 @@ def quality_dashboard() -> Dashboard:
                      refresh="1m", panels=panels).auto_panel_ids()
 
 
-DASHBOARDS = {"cxr-service.json": service_dashboard, "cxr-quality.json": quality_dashboard}
+# Panels whose series exist only once a model is registered and its drift has been checked
+# (libs/lifecycle): the live-services test checks they parse, not that they have data.
+REGISTRY_ONLY = {"Registered models by state", "Drift check p-values (alarm below 0.01)", "Drift alarms",
+                 "Studies in the latest drift window", "Last rollback"}
+
+
+def lifecycle_dashboard() -> Dashboard:
+    L = _Layout()
+    panels = [
+        _stat(L, "Registered models by state", _q(("cxr_model_state", "{{model}} {{state}}")), w=12),
+        _stat(L, "Last rollback", _q(("time() - cxr_model_last_rollback_timestamp_seconds", "seconds ago")), "s"),
+        _stat(L, "Drift alarms", _q(("sum(cxr_drift_alarm)", "alarms"))),
+        _ts(L, "Drift check p-values (alarm below 0.01)", _q(("cxr_drift_p_value", "{{signal}}"))),
+        _ts(L, "Studies in the latest drift window", _q(("cxr_drift_samples", "{{signal}}"))),
+        _ts(L, "F1 against radiologists: last 7 days vs the feedback window (concept drift)", _q(
+            ("cxr_head_f1{window=\"7d\"}", "{{observation}} 7d"), ("cxr_head_f1{window=\"window\"}", "{{observation}} window")),
+            "percentunit", w=24),
+        _ts(L, "Reports by model version (canary share)", _q(("sum by (model_version) (rate(cxr_reports_total[1h]))",
+                                                              "{{model_version}}")), w=24),
+    ]
+    return Dashboard(title="CXR report: model lifecycle", uid="cxr-lifecycle", tags=["cxr"], timezone="utc",
+                     refresh="1m", panels=panels).auto_panel_ids()
+
+
+DASHBOARDS = {"cxr-service.json": service_dashboard, "cxr-quality.json": quality_dashboard,
+              "cxr-lifecycle.json": lifecycle_dashboard}
 
 
 def render(build) -> str:  # noqa: ANN001
