@@ -157,6 +157,8 @@ class Settings(BaseSettings):
     drift_permutations: int = Field(default=200, ge=50, le=10_000, description="Permutations calibrating the MMD test")
     drift_check_interval_s: float = Field(default=900.0, ge=10, description="The reconciler checks for drift this often")
     task_max_retries: int = Field(default=5, ge=0)
+    max_deliveries: int = Field(default=3, ge=1, description="A step message delivered this often without finishing "
+                                "(its worker died each time) fails its job as a dead letter")
     task_retry_backoff_max_s: int = Field(default=120, ge=1)
     max_upload_mb: int = Field(default=512, ge=1)
     # Dynamic batching in the inference service; None = what the bundle's manifest says (8, 100 ms).

@@ -8,7 +8,11 @@ Delivery guarantees (the reason for each setting):
 - retries with exponential backoff for transient errors; when they run out the job is marked failed
   with the reason and failure_kind "exhausted": a dead letter, which lives in SQL where ops can list
   and re-drive it (GET /api/v1/ops/dead-letters, `cxr-report jobs`);
-- a message lost altogether (Redis restarted) is sent again by the reconciler (libs/pipeline/reconcile.py).
+- a message lost altogether (Redis restarted) is sent again by the reconciler (libs/pipeline/reconcile.py);
+- a message whose worker dies every time it runs it (a crash in native code, say an image decoder on a
+  malformed file, or the kernel's OOM killer) would come back for ever under acks_late: each delivery is
+  counted in Redis (per job, step and retry), and one delivered more than `max_deliveries` times fails its
+  job as a dead letter with that reason instead of being run again (a poison-message guard).
 """
 
 from __future__ import annotations
@@ -101,29 +105,82 @@ def backoff_seconds(retries: int, cap: int) -> float:
     return random.uniform(0, min(cap, 2**retries))
 
 
+class DeliveryCounter:
+    """How often each (job, step, retry) message was delivered, in Redis: a delivery that never finished
+    left its count behind. Keys expire after a day; a finished or failed delivery removes its key, so a
+    re-driven job starts again from nothing. Redis unreachable: nothing is counted (the guard is off)."""
+
+    TTL_S = 86_400
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self._client = None
+
+    def _redis(self):  # noqa: ANN202 - redis.Redis
+        if self._client is None:
+            import redis
+
+            self._client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        return self._client
+
+    @staticmethod
+    def key(step: Step, job_id: str, retries: int) -> str:
+        return f"cxr:deliveries:{step.value}:{job_id}:{retries}"
+
+    def incr(self, key: str) -> int:
+        try:
+            pipe = self._redis().pipeline()
+            pipe.incr(key)
+            pipe.expire(key, self.TTL_S)
+            return int(pipe.execute()[0])
+        except Exception as exc:  # noqa: BLE001 - count nothing rather than stop the pipeline
+            log.warning("delivery count unavailable (%s)", type(exc).__name__)
+            return 1
+
+    def done(self, key: str) -> None:
+        try:
+            self._redis().delete(key)
+        except Exception:  # noqa: BLE001 - it expires on its own
+            pass
+
+
+def _dead_letter(ctx: PipelineContext, step: Step, job_id: str, reason: str) -> str:
+    log.error("job %s: %s", job_id, reason)
+    with session_scope(ctx.engine) as session:
+        # A dead letter: ops can list it and re-drive it (libs/pipeline/redrive.py).
+        crud.fail(session, job_id, reason, kind=crud.EXHAUSTED)
+    STEP_EXHAUSTED.labels(step.value).inc()
+    return "failed"
+
+
 def register_step_task(app: Celery, step: Step):  # noqa: ANN201 - celery Task
     settings = get_settings()
+    deliveries = DeliveryCounter(settings.redis_url)
 
     @app.task(name=step.task_name, bind=True, max_retries=settings.task_max_retries)
     def process(self, job_id: str, priority: str = "routine", image_path: str | None = None) -> str | None:  # noqa: ANN001
         message = StepMessage(job_id=job_id, priority=priority, image_path=image_path)
         ctx = pipeline_context()
+        key = DeliveryCounter.key(step, job_id, self.request.retries)
+        delivered = deliveries.incr(key)
+        if delivered > settings.max_deliveries:
+            deliveries.done(key)
+            return _dead_letter(ctx, step, job_id, (
+                f"{step.value} never finished: its worker died {delivered - 1} times while processing this job "
+                "(a crash in native code such as an image decoder, or out of memory); not run again"))
         try:
             state = run_step(step, message, ctx, CeleryDispatcher(app))
         except Exception as exc:  # transient by default: retry, then dead-letter with the reason
+            deliveries.done(key)  # this delivery finished (badly): the retry is counted under its own key
             if self.request.retries >= self.max_retries:
-                reason = f"{step.value} failed after {self.request.retries + 1} attempts: {exc}"
-                log.error("job %s: %s", job_id, reason)
-                with session_scope(ctx.engine) as session:
-                    # A dead letter: ops can list it and re-drive it (libs/pipeline/redrive.py).
-                    crud.fail(session, job_id, reason, kind=crud.EXHAUSTED)
-                STEP_EXHAUSTED.labels(step.value).inc()
-                return "failed"
+                return _dead_letter(ctx, step, job_id,
+                                    f"{step.value} failed after {self.request.retries + 1} attempts: {exc}")
             delay = backoff_seconds(self.request.retries, settings.task_retry_backoff_max_s)
             log.warning("job %s: %s attempt %d failed (%s); retrying in %.1fs",
                         job_id, step.value, self.request.retries + 1, exc, delay)
             STEP_RETRIES.labels(step.value).inc()
             raise self.retry(exc=exc, countdown=delay) from exc
+        deliveries.done(key)
         return state.value if state else None
 
     return process
