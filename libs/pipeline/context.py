@@ -55,7 +55,15 @@ class PipelineContext:
     def runner(self) -> "BundleRunner":
         """The production model's runner: the registry's production, else the configured bundle. Loaded
         once per process, on first use (only the inference service pays for it)."""
-        return self.runner_for(self.deployment.production)
+        runner = self.runner_for(self.deployment.production)
+        if runner is not self._runner:  # the first load, or a promotion / rollback since the last study
+            from libs.observability import metrics, runtime_status
+
+            with self._runner_lock:
+                self._runner = runner
+            metrics.record_providers(runner.model_name, runner.model_version, list(runner.providers))
+            runtime_status.publish_local(self.runtime_status())
+        return runner
 
     def runner_for(self, model: "ModelVersion | None") -> "BundleRunner":
         """The runner of a registered model (its registry copy, checked against its hash when first loaded),
@@ -65,18 +73,12 @@ class PipelineContext:
             if key not in self._runners:
                 from libs.bundle.runner import BundleRunner
                 from libs.lifecycle.registry import verified_path
-                from libs.observability import metrics, runtime_status
 
                 s = self.settings
                 path = verified_path(model) if model is not None else s.bundle_path
                 wanted = [p.strip() for p in (s.execution_providers or "").split(",") if p.strip()] or None
-                runner = BundleRunner(path, wanted, cache_dir=s.provider_cache_dir or s.data_dir / "provider-cache",
-                                      num_beams=s.num_beams)
-                self._runners[key] = runner
-                if model is None or model.state == "production":
-                    metrics.record_providers(runner.model_name, runner.model_version, list(runner.providers))
-                    self._runner = runner
-                    runtime_status.publish_local(self.runtime_status())
+                self._runners[key] = BundleRunner(path, wanted, num_beams=s.num_beams,
+                                                  cache_dir=s.provider_cache_dir or s.data_dir / "provider-cache")
             return self._runners[key]
 
     def runtime_status(self) -> "InferenceStatus":

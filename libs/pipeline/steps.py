@@ -194,11 +194,13 @@ def infer(job_id: str, ctx: PipelineContext) -> dict:
     image = np.load(job.image_path)
     context = ReportRequest.model_validate(job.request).clinical_context
     # The canary's share of studies (by a hash of the study: a retry keeps its arm), else production.
-    model, arm = served(ctx.deployment, job.study_uid)
+    deployment = ctx.deployment
+    model, arm = served(deployment, job.study_uid)
     output = ctx.predict(image, job.priority, context, model=model)
     to_source_boxes(output, job.geometry)
+    # No arm when nothing is registered: the configured bundle serves, as before the registry.
     return {"model_output": output.model_dump(mode="json"), "model_id": model.id if model else None,
-            "model_arm": arm if ctx.deployment.trial is not None or model is not None else None}
+            "model_arm": arm if deployment.trial is not None or model is not None else None}
 
 
 def to_source_boxes(output: ModelOutput, geometry: dict) -> None:
