@@ -58,3 +58,23 @@ def test_shadow_then_canary_in_the_pipeline(lifecycle_settings, engine, make_bun
             (row,) = db.scalars(select(ModelOutputRow).where(ModelOutputRow.job_id == job.id)).all()
             assert row.role == "paired" and row.model_id == (a if job.model_arm == "canary" else b)
     assert arms == {"production": (a, "1.0.0"), "canary": (b, "2.0.0")}
+
+
+def test_a_promotion_reaches_a_running_worker(lifecycle_settings, engine, make_bundle, monkeypatch) -> None:  # noqa: ANN001
+    """A worker process that already serves production switches to the new one on its next study: the
+    runner, the batcher and what its heartbeat says (the runtime status /readyz lists)."""
+    from libs.observability import runtime_status
+
+    monkeypatch.setattr(runtime_status, "LOCAL", {})
+    s = lifecycle_settings
+    a, b = two_models(engine, s, make_bundle, trial="canary")
+    ctx = PipelineContext.from_settings(s)
+    assert ctx.runner.model_version == "1.0.0" and ctx.batcher is not None
+    first_batcher = ctx.batcher
+    registry.store_comparison(engine, b, {"decision": "promote", "why": "better"}, "t")
+    registry.promote(engine, s, b, "production", "t", "canary won")
+    ctx._deployments.clear()  # what the 5-second cache does by itself
+    assert ctx.runner.model_version == "2.0.0"
+    assert ctx.batcher is not first_batcher
+    assert ctx.runtime_status().model_version == "2.0.0"
+    assert [w.model_version for w in runtime_status.LOCAL.values()] == ["2.0.0"]
