@@ -28,7 +28,7 @@ def stow(base_url: str, dicom: bytes, headers: dict[str, str]) -> httpx.Response
     )
 
 
-def wait_for_state(engine, job_id: str, states: set[str], timeout: float) -> str:  # noqa: ANN001
+def wait_for_state(engine, job_id: str, states: set[str], timeout: float, platform: Platform | None = None) -> str:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
@@ -37,7 +37,7 @@ def wait_for_state(engine, job_id: str, states: set[str], timeout: float) -> str
         if state in states:
             return state
         time.sleep(0.1)
-    raise AssertionError(f"job {job_id} stuck in {state}")
+    raise AssertionError(f"job {job_id} stuck in {state}" + (f"\n{platform.logs()}" if platform else ""))
 
 
 def test_study_goes_through_four_worker_processes(platform: Platform, chest_dicom) -> None:  # noqa: ANN001
@@ -99,7 +99,7 @@ def test_killed_worker_mid_task_job_completes_exactly_once(platform: Platform, c
     platform.kill("inference")  # SIGKILL: no chance to ack, requeue or clean up
 
     platform.start("inference")  # a replacement worker, as an orchestrator would start
-    state = wait_for_state(engine, job_id, {"reviewed", "failed"}, timeout=90)
+    state = wait_for_state(engine, job_id, {"reviewed", "failed"}, timeout=90, platform=platform)
     assert state == "reviewed", platform.logs()
     with engine.connect() as conn:
         events = [r[0] for r in conn.execute(
