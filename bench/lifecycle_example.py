@@ -155,7 +155,7 @@ def main() -> int:  # noqa: PLR0915 - one story, told in order
     runner = BundleRunner(model.path)
     images = load_images([served_items[i] for i in range(len(samples))], runner.image_size) ** 2
     shifted_out, shifted_emb = runner.predict_and_embed(images.astype(np.float32), generate=False)
-    shifted_probs = np.array([[np.nan if p.probability is None else p.probability for p in o.predictions] for o in shifted_out])
+    shifted_probs = drift.probabilities_of(shifted_out)
     shifted = drift.check(ref, shifted_emb, shifted_probs, meta, settings.drift_alpha, settings.drift_permutations)
     out += ["## 5. Drift", "", f"{len(samples)} studies served by {production} against its validation reference "
             f"({settings.drift_permutations} permutations, alarm below p = {settings.drift_alpha}, Bonferroni within a family):", "",

@@ -31,6 +31,7 @@ from libs.domain.feedback import FindingCorrection
 from libs.domain.model_output import ModelOutput
 from libs.domain.report import Report
 from libs.feedback.record import NotAssessed, _load_report
+from libs.storage import crud
 from libs.storage.db import session_scope
 from libs.storage.models import JobRow, ReportCorrectionRow
 
@@ -63,7 +64,7 @@ def _out(row: ReportCorrectionRow) -> Correction:
     return Correction(id=row.id, job_id=row.job_id, state=row.state,
                       corrections=[FindingCorrection.model_validate(c) for c in row.corrections],
                       draft=Report.model_validate(row.draft) if row.draft else None,
-                      text_from_model=row.text_from_model, error=row.error, created_at=row.created_at)
+                      text_from_model=row.text_from_model, error=row.error, created_at=crud.aware(row.created_at))
 
 
 def request(engine: Engine, report_id: str, corrections: list[FindingCorrection], who: Principal) -> Correction:

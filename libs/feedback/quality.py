@@ -67,17 +67,31 @@ def _outcome(head: bool, truth: bool) -> str:
     return ("tp" if truth else "fp") if head else ("fn" if truth else "tn")
 
 
+def radiologist_calls(decision: str, corrections: list[dict] | None, signed: dict[str, bool]) -> dict[str, bool]:
+    """The radiologist's call per observation: an explicit correction, else (for a signed report, accepted or
+    edited) the call of the draft they signed; a rejected report confirms nothing it did not correct.
+    The one rule behind these metrics, the canary comparison and the bias audit (libs/lifecycle)."""
+    explicit = {c["observation"]: bool(c["present"]) for c in corrections or []}
+    return explicit if decision == "rejected" else {**signed, **explicit}
+
+
+def latest_feedback(since: dt.datetime | None = None):  # noqa: ANN201 - a subquery
+    """(job_id, version) of each job's latest feedback (given since `since`): join ReportFeedbackRow on both."""
+    query = select(ReportFeedbackRow.job_id, func.max(ReportFeedbackRow.version).label("version"))
+    if since is not None:
+        query = query.where(ReportFeedbackRow.created_at >= since)
+    return query.group_by(ReportFeedbackRow.job_id).subquery()
+
+
 def window_quality(engine: Engine, window_days: float, now: dt.datetime | None = None) -> Quality:
     now = now or dt.datetime.now(dt.timezone.utc)
-    since = now - dt.timedelta(days=window_days)
     quality = Quality(window_days=window_days)
     with session_scope(engine) as session:
-        latest = (select(ReportFeedbackRow.report_id, func.max(ReportFeedbackRow.version).label("version"))
-                  .where(ReportFeedbackRow.created_at >= since).group_by(ReportFeedbackRow.report_id).subquery())
+        latest = latest_feedback(now - dt.timedelta(days=window_days))
         rows = session.execute(
             select(ReportFeedbackRow.decision, ReportFeedbackRow.corrections, ReportFeedbackRow.edit_distance,
                    ReportFeedbackRow.draft_chars, JobRow.report)
-            .join(latest, (ReportFeedbackRow.report_id == latest.c.report_id)
+            .join(latest, (ReportFeedbackRow.job_id == latest.c.job_id)
                   & (ReportFeedbackRow.version == latest.c.version))
             .join(JobRow, JobRow.id == ReportFeedbackRow.job_id)
         ).all()
@@ -88,13 +102,8 @@ def window_quality(engine: Engine, window_days: float, now: dt.datetime | None =
             quality.edit_fractions.append(distance / max(1, draft_chars))
         report = Report.model_validate(report_json)
         head = {o.label: o.present for o in report.observations}
-        corrected = {c["observation"]: bool(c["present"]) for c in corrections or []}
+        truth = radiologist_calls(decision, corrections, head)
         for label, call in head.items():
-            if label in corrected:
-                truth = corrected[label]
-            elif decision in ("accepted", "edited"):
-                truth = call
-            else:
-                continue
-            quality.calls[label][_outcome(call, truth)] += 1
+            if label in truth:
+                quality.calls[label][_outcome(call, truth[label])] += 1
     return quality

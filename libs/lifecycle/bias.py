@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from libs.core.config import Settings
 from libs.lifecycle.drift import age_band
@@ -78,14 +78,14 @@ def _band_name(age: float | None) -> str | None:
 
 def from_feedback(engine: Engine, window_days: float) -> list[Study]:
     from libs.domain.report import Report
+    from libs.feedback.quality import latest_feedback, radiologist_calls
     from libs.storage.db import session_scope
     from libs.storage.models import DriftSampleRow, InstanceRow, JobRow, ReportFeedbackRow
 
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=window_days)
     studies = []
     with session_scope(engine) as session:
-        latest = (select(ReportFeedbackRow.job_id, func.max(ReportFeedbackRow.version).label("version"))
-                  .where(ReportFeedbackRow.created_at >= since).group_by(ReportFeedbackRow.job_id).subquery())
+        latest = latest_feedback(since)
         rows = session.execute(
             select(JobRow.request, JobRow.report, InstanceRow.view, DriftSampleRow.meta,
                    ReportFeedbackRow.decision, ReportFeedbackRow.corrections)
@@ -96,8 +96,7 @@ def from_feedback(engine: Engine, window_days: float) -> list[Study]:
     for request, report_json, view, meta, decision, corrections in rows:
         report = Report.model_validate(report_json)
         head = {o.label: o.present for o in report.observations}
-        explicit = {c["observation"]: bool(c["present"]) for c in corrections or []}
-        truth = explicit if decision == "rejected" else {**head, **explicit}
+        truth = radiologist_calls(decision, corrections, head)
         context = (request or {}).get("clinical_context") or {}
         studies.append(Study(
             calls={k: (v, head[k]) for k, v in truth.items() if k in head},

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, func, select
 from libs.core.config import Settings
 from libs.domain.labels import CRITICAL_LABELS
 from libs.domain.model_output import ModelOutput
+from libs.feedback.quality import latest_feedback, radiologist_calls
 from libs.lifecycle import registry
 from libs.lifecycle.routing import CANARY_ARM, PRODUCTION_ARM
 from libs.lifecycle.stats import fisher_exact, mann_whitney, mcnemar_exact, proportion
@@ -62,13 +63,6 @@ def _calls(output: ModelOutput) -> dict[str, bool]:
     return {p.label: p.positive for p in output.predictions if p.assessed and p.label != "No Finding"}
 
 
-def _truth(decision: str, corrections: list[dict], shown: dict[str, bool]) -> dict[str, bool]:
-    explicit = {c["observation"]: bool(c["present"]) for c in corrections or []}
-    if decision == "rejected":
-        return explicit
-    return {**shown, **explicit}
-
-
 def _canary_since(session, model_id: str) -> dt.datetime | None:  # noqa: ANN001
     return session.scalar(select(func.max(ModelEventRow.at)).where(
         ModelEventRow.model_id == model_id, ModelEventRow.to_state == registry.CANARY))
@@ -82,8 +76,7 @@ def gather(engine: Engine, candidate: registry.ModelVersion, production: registr
         since = _canary_since(session, candidate.id)
         if since is None:
             return arms, paired
-        latest = (select(ReportFeedbackRow.job_id, func.max(ReportFeedbackRow.version).label("version"))
-                  .group_by(ReportFeedbackRow.job_id).subquery())
+        latest = latest_feedback()
         rows = session.execute(
             select(JobRow.model_arm, JobRow.model_output, ReportFeedbackRow.decision, ReportFeedbackRow.corrections,
                    ReportFeedbackRow.edit_distance, ReportFeedbackRow.rating, ModelOutputRow.output)
@@ -106,7 +99,7 @@ def gather(engine: Engine, candidate: registry.ModelVersion, production: registr
             continue  # the other model's run failed or was skipped: no pair
         served, other = _calls(ModelOutput.model_validate(served_json)), _calls(ModelOutput.model_validate(other_json))
         cand, prod = (served, other) if arm == CANARY_ARM else (other, served)
-        truth = _truth(decision, corrections, served)
+        truth = radiologist_calls(decision, corrections, served)
         if not truth:
             continue
         paired.studies += 1

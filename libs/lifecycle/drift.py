@@ -64,6 +64,12 @@ def age_band(age: float | int | None) -> float | None:
     return min(9, int(float(age) // 10)) * 10 + 5.0
 
 
+def probabilities_of(outputs) -> np.ndarray:  # noqa: ANN001 - ModelOutputs
+    """[N, 14] head probabilities in CheXpert order, NaN where an observation is not assessed."""
+    return np.array([[np.nan if p.probability is None else p.probability for p in o.predictions] for o in outputs],
+                    dtype=np.float64)
+
+
 def reference_path(model) -> Path:  # noqa: ANN001 - registry.ModelVersion
     return Path(str(model.path) + "-drift-reference.npz")
 
@@ -72,8 +78,7 @@ def write_reference(model, items, outputs, embeddings: np.ndarray | None) -> Pat
     """The gate's held-out studies as the drift reference of `model` (at most MAX_REFERENCE, seeded)."""
     n = len(items)
     keep = np.sort(np.random.default_rng(0).permutation(n)[:MAX_REFERENCE])
-    probs = np.array([[np.nan if p.probability is None else p.probability for p in o.predictions] for o in outputs],
-                     dtype=np.float64)
+    probs = probabilities_of(outputs)
     thresholds = np.array([np.nan if p.threshold is None else p.threshold for p in outputs[0].predictions])
     meta = {f: [_meta_value(f, items[i].meta.get(f)) for i in keep] for f in (*CATEGORICAL, *NUMERIC)}
     path = reference_path(model)

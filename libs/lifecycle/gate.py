@@ -34,8 +34,7 @@ def run_model(runner, items: list[HeldOutItem], with_text: bool = True):  # noqa
     age and sex as clinical context; reports rendered and reviewed by QA as the pipeline does."""
     from libs.domain.context import ClinicalContext
     from libs.domain.request import ReportRequest
-    from libs.qa.review import review_report
-    from libs.reporting.render import render_report
+    from libs.lifecycle.trial import reviewed_draft
 
     size = runner.image_size
     step = max(1, runner.manifest.batching.max_batch_size)
@@ -51,9 +50,7 @@ def run_model(runner, items: list[HeldOutItem], with_text: bool = True):  # noqa
             embeddings.append(emb)
         for n, (o, ctx) in enumerate(zip(out, contexts, strict=True)):
             request = ReportRequest(clinical_context=ctx.model_dump(exclude_none=True) or None)
-            report = render_report(f"gate-{start + n}", "2.25.0", o, request)
-            verdict = review_report(report, o, request)
-            reports.append(report.model_copy(update={"qa": verdict.summary()}))
+            reports.append(reviewed_draft(f"gate-{start + n}", "2.25.0", o, request))
     return outputs, (np.concatenate(embeddings) if embeddings else None), reports
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, select
 
 from libs.bundle.manifest import load_manifest
 from libs.core.config import Settings
+from libs.storage.crud import aware
 from libs.storage.db import session_scope
 from libs.storage.models import ModelEventRow, ModelVersionRow
 
@@ -87,15 +88,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-
-
 def _out(row: ModelVersionRow) -> ModelVersion:
     return ModelVersion(id=row.id, name=row.name, version=row.version, state=row.state, path=Path(row.path),
                         sha256=row.sha256, manifest=row.manifest, validation=row.validation,
-                        comparison=row.comparison, registered_at=_aware(row.registered_at),
-                        state_since=_aware(row.state_since))
+                        comparison=row.comparison, registered_at=aware(row.registered_at),
+                        state_since=aware(row.state_since))
 
 
 def bundle_sha256(folder: Path) -> str:
@@ -189,9 +186,18 @@ def events(engine: Engine, model_id: str | None = None) -> list[Event]:
         query = select(ModelEventRow).order_by(ModelEventRow.id)
         if model_id is not None:
             query = query.where(ModelEventRow.model_id == model_id)
-        return [Event(at=_aware(e.at), model_id=e.model_id, action=e.action, from_state=e.from_state,
+        return [Event(at=aware(e.at), model_id=e.model_id, action=e.action, from_state=e.from_state,
                       to_state=e.to_state, actor=e.actor, source=e.source, reason=e.reason)
                 for e in session.scalars(query)]
+
+
+def last_rollback(engine: Engine) -> dt.datetime | None:
+    """When the model was last rolled back (None: never)."""
+    from sqlalchemy import func
+
+    with session_scope(engine) as session:
+        at = session.scalar(select(func.max(ModelEventRow.at)).where(ModelEventRow.action == "rollback"))
+    return aware(at) if at is not None else None
 
 
 def store_validation(engine: Engine, model_id: str, report: dict[str, Any], actor: str, source: str = "cli") -> None:
@@ -321,7 +327,7 @@ def rollback(engine: Engine, settings: Settings, actor: str, reason: str, source
             changed.append(Event(_now(), canary.id, "rollback", CANARY, CANDIDATE, actor, source, reason))
         current = session.scalars(select(ModelVersionRow).where(ModelVersionRow.state == PRODUCTION)).first()
         if canary is None and current is not None:
-            age_h = (_now() - _aware(current.state_since)).total_seconds() / 3600
+            age_h = (_now() - aware(current.state_since)).total_seconds() / 3600
             previous = _replaced_by(session, current.id)
             if age_h <= settings.rollback_window_hours and previous is not None:
                 _set(session, current, RETIRED, actor, source, f"rolled back: {reason}", action="rollback")

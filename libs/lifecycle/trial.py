@@ -74,14 +74,21 @@ def run_other(ctx, job: JobRow, request, image: np.ndarray, model: registry.Mode
     """(ModelOutput, reviewed draft) of `model` on the job's image: what it would have sent."""
     from libs.pipeline.steps import to_source_boxes
     from libs.qa.laterality import image_info_for_job
-    from libs.qa.review import review_report
-    from libs.reporting.render import render_report
 
     out = ctx.predict(image, "routine", request.clinical_context, model=model)
     to_source_boxes(out, job.geometry)
     with session_scope(ctx.engine) as session:
         info = image_info_for_job(session, job)
-    report = render_report(job.id, job.study_uid, out, request, image=info)
-    verdict = review_report(report, out, request, image=info)
-    return out, report.model_copy(update={"qa": verdict.summary(), "requires_radiologist_review": verdict.requires_review,
-                                          "review_reasons": list(verdict.reasons)})
+    return out, reviewed_draft(job.id, job.study_uid, out, request, info)
+
+
+def reviewed_draft(job_id: str, study_uid: str, output, request, image=None):  # noqa: ANN001, ANN201 - Report
+    """The draft `output` makes, rendered and reviewed by QA as the pipeline's formatting and QA steps do
+    (without the automation switch): what a model would have sent (a trial, the validation gate)."""
+    from libs.qa.review import review_report
+    from libs.reporting.render import render_report
+
+    report = render_report(job_id, study_uid, output, request, image=image)
+    verdict = review_report(report, output, request, image=image)
+    return report.model_copy(update={"qa": verdict.summary(), "requires_radiologist_review": verdict.requires_review,
+                                     "review_reasons": list(verdict.reasons)})

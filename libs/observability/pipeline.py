@@ -150,7 +150,7 @@ class PipelineCollector(Collector):
         try:
             models = [m for m in registry.all_models(self.engine) if m.state != registry.RETIRED]
             checks = drift.latest_checks(self.engine)
-            rollbacks = [e.at for e in registry.events(self.engine) if e.action == "rollback"]
+            rolled_back = registry.last_rollback(self.engine)
             week, window = window_quality(self.engine, 7.0), window_quality(self.engine, self.window_days)
         except Exception as exc:  # noqa: BLE001 - the other series still go out
             log.warning("pipeline metrics: model lifecycle unreadable (%s)", type(exc).__name__)
@@ -160,9 +160,9 @@ class PipelineCollector(Collector):
         for m in models:
             info.add_metric([m.id, m.state], 1)
         yield info
-        if rollbacks:
+        if rolled_back is not None:
             yield GaugeMetricFamily("cxr_model_last_rollback_timestamp_seconds", "When the model was last rolled back",
-                                    value=max(rollbacks).timestamp())
+                                    value=rolled_back.timestamp())
         families = {name: GaugeMetricFamily(name, doc, labels=["signal"]) for name, doc in (
             ("cxr_drift_p_value", "p-value of the latest drift check against the model's validation reference"),
             ("cxr_drift_statistic", "Statistic of the latest drift check (MMD², chi-square, KS, rate difference)"),

@@ -52,7 +52,7 @@ def _window(kermany, seed: int, change=None):  # noqa: ANN001, ANN202
     if change is not None:
         batch = np.clip(change(batch), 0, 1).astype(np.float32)
     outputs, embeddings = runner.predict_and_embed(batch, generate=False)
-    probs = np.array([[np.nan if p.probability is None else p.probability for p in o.predictions] for o in outputs])
+    probs = drift.probabilities_of(outputs)
     meta = {"view": ["AP"] * len(batch), "manufacturer": [None] * len(batch)}
     return embeddings, probs, meta
 
@@ -105,7 +105,7 @@ def test_adult_pa_films_from_another_vendor_alarm_on_images_and_metadata(kermany
         variants.append(ndimage.zoom(crop, runner.image_size / crop.shape[0], order=1)[:runner.image_size, :runner.image_size])
     base_emb, base_probs, _ = _window(kermany, 7)
     adult_out, adult_emb = runner.predict_and_embed(np.clip(np.stack(variants), 0, 1).astype(np.float32), generate=False)
-    adult_probs = np.array([[np.nan if p.probability is None else p.probability for p in o.predictions] for o in adult_out])
+    adult_probs = drift.probabilities_of(adult_out)
     embeddings = np.concatenate([base_emb[:60], adult_emb])
     probabilities = np.concatenate([base_probs[:60], adult_probs])
     meta = {"view": ["AP"] * 60 + ["PA"] * 40, "manufacturer": [None] * 60 + ["Philips Medical Systems"] * 40}
@@ -117,7 +117,7 @@ def test_label_drift_is_the_heads_positive_rate(kermany, reference) -> None:  # 
     runner, _, _, _, images, items = kermany
     normal = [i for i, it in enumerate(items) if it.labels["Pneumonia"] == 0][:WINDOW]
     outputs, embeddings = runner.predict_and_embed(images[normal], generate=False)
-    probs = np.array([[np.nan if p.probability is None else p.probability for p in o.predictions] for o in outputs])
+    probs = drift.probabilities_of(outputs)
     checks = drift.check(reference, embeddings, probs, {}, alpha=ALPHA, permutations=50)
     label = next(c for c in checks if c.signal == "label:Pneumonia")
     assert label.alarm and label.detail["recent_rate"] < label.detail["reference_rate"]

@@ -327,7 +327,7 @@ def workstation_correction(report_id: str, correction_id: str, request: Request,
 
 
 def _correction_fragment(request: Request, report: Report, stored: corrections.Correction) -> HTMLResponse:
-    waited = dt.datetime.now(dt.timezone.utc) - stored.created_at.replace(tzinfo=stored.created_at.tzinfo or dt.timezone.utc)
+    waited = dt.datetime.now(dt.timezone.utc) - stored.created_at
     context = {"report": report, "correction": stored, "stale": stored.state == corrections.PENDING
                and waited > REGENERATION_PATIENCE}
     if stored.draft is not None:
